@@ -1,0 +1,349 @@
+// Package oci drives the runc binary and builds OCI runtime specs.
+//
+// Like containerd's go-runc, it runs runc with --root and --log-format json so
+// that runc's own error message can be returned to the caller; when the
+// caller's stdio is handed to the container (create, exec) runc's log goes to a
+// temporary file per call instead of stderr.
+package oci
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+var (
+	// ErrNotExist is returned when runc does not know the container.
+	ErrNotExist = errors.New("container does not exist")
+	// ErrNotRunning is returned when the operation needs a running container.
+	ErrNotRunning = errors.New("container not running")
+)
+
+// execWaitDelay bounds how long Exec waits for the stdio copies once the
+// process is gone: a background process in the container may hold them open.
+const execWaitDelay = 2 * time.Second
+
+// Runc runs the runc binary Binary with state kept under Root.
+type Runc struct {
+	Binary string
+	Root   string
+}
+
+// CreateOpts are the options of Create. Nil stdio files mean /dev/null.
+type CreateOpts struct {
+	PidFile string
+	Stdin   *os.File
+	Stdout  *os.File
+	Stderr  *os.File
+}
+
+// ExecOpts are the options of Exec. Nil stdio means /dev/null.
+type ExecOpts struct {
+	Stdin  io.Reader
+	Stdout io.Writer
+	Stderr io.Writer
+	// ConsoleSocket is the AF_UNIX socket that receives the pty master when
+	// the process has Terminal set.
+	ConsoleSocket string
+}
+
+// State is what `runc state` reports.
+type State struct {
+	ID     string `json:"id"`
+	Status string `json:"status"`
+	Pid    int    `json:"pid"`
+	Bundle string `json:"bundle"`
+}
+
+// Create runs `runc create`: the container's init process is set up and waits
+// for Start. The stdio files are inherited by the container process.
+func (r *Runc) Create(ctx context.Context, id, bundle string, o CreateOpts) error {
+	args := []string{"create", "--bundle", bundle}
+	if o.PidFile != "" {
+		args = append(args, "--pid-file", o.PidFile)
+	}
+	args = append(args, id)
+	return r.runLogged(ctx, args, func(cmd *exec.Cmd) {
+		// Assigning a nil *os.File to an io.Reader/Writer field would make it
+		// non-nil, so only set what was given.
+		if o.Stdin != nil {
+			cmd.Stdin = o.Stdin
+		}
+		if o.Stdout != nil {
+			cmd.Stdout = o.Stdout
+		}
+		if o.Stderr != nil {
+			cmd.Stderr = o.Stderr
+		}
+	})
+}
+
+// Start runs `runc start`: the created container executes its process.
+func (r *Runc) Start(ctx context.Context, id string) error {
+	_, err := r.run(ctx, nil, "start", id)
+	return err
+}
+
+// State runs `runc state`.
+func (r *Runc) State(ctx context.Context, id string) (*State, error) {
+	out, err := r.run(ctx, nil, "state", id)
+	if err != nil {
+		return nil, err
+	}
+	var s State
+	if err := json.Unmarshal(out, &s); err != nil {
+		return nil, fmt.Errorf("runc state %s: decoding %q: %w", id, out, err)
+	}
+	return &s, nil
+}
+
+// Kill sends sig to the container's init process, or to all its processes.
+func (r *Runc) Kill(ctx context.Context, id string, sig syscall.Signal, all bool) error {
+	args := []string{"kill"}
+	if all {
+		args = append(args, "--all")
+	}
+	args = append(args, id, strconv.Itoa(int(sig)))
+	_, err := r.run(ctx, nil, args...)
+	return err
+}
+
+// Delete runs `runc delete`. A container runc does not know is not an error,
+// so that removal can be retried.
+func (r *Runc) Delete(ctx context.Context, id string, force bool) error {
+	args := []string{"delete"}
+	if force {
+		args = append(args, "--force")
+	}
+	args = append(args, id)
+	_, err := r.run(ctx, nil, args...)
+	if errors.Is(err, ErrNotExist) {
+		return nil
+	}
+	return err
+}
+
+// Update changes the container's cgroup resources.
+func (r *Runc) Update(ctx context.Context, id string, res *specs.LinuxResources) error {
+	data, err := json.Marshal(res)
+	if err != nil {
+		return fmt.Errorf("runc update %s: encoding resources: %w", id, err)
+	}
+	_, err = r.run(ctx, bytes.NewReader(data), "update", "--resources", "-", id)
+	return err
+}
+
+// Exec runs p in the container with the given stdio and returns its exit
+// code, 128+signal when a signal ended it. runc stays the parent of the
+// process and reaps it, so nothing is left behind. When ctx ends first the
+// process is killed and the error wraps ctx.Err().
+func (r *Runc) Exec(ctx context.Context, id string, p *specs.Process, o ExecOpts) (exitCode int, retErr error) {
+	dir, err := os.MkdirTemp("", "peapod-exec-")
+	if err != nil {
+		return -1, fmt.Errorf("runc exec %s: %w", id, err)
+	}
+	defer os.RemoveAll(dir)
+
+	data, err := json.Marshal(p)
+	if err != nil {
+		return -1, fmt.Errorf("runc exec %s: encoding process: %w", id, err)
+	}
+	procFile := filepath.Join(dir, "process.json")
+	if err := os.WriteFile(procFile, data, 0o600); err != nil {
+		return -1, fmt.Errorf("runc exec %s: %w", id, err)
+	}
+	pidFile := filepath.Join(dir, "pid")
+	logFile := filepath.Join(dir, "log.json")
+
+	args := []string{"exec", "--process", procFile, "--pid-file", pidFile}
+	if o.ConsoleSocket != "" {
+		args = append(args, "--console-socket", o.ConsoleSocket)
+	}
+	args = append(args, id)
+
+	// Not exec.CommandContext: on cancel the process in the container must
+	// die, not only runc, or it would be left running.
+	cmd := r.command(logFile, args...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = o.Stdin, o.Stdout, o.Stderr
+	cmd.WaitDelay = execWaitDelay
+	if err := cmd.Start(); err != nil {
+		return -1, fmt.Errorf("runc exec %s: %w", id, err)
+	}
+	done := make(chan struct{})
+	cancelled := make(chan struct{})
+	go func() {
+		select {
+		case <-ctx.Done():
+			killExec(pidFile, done)
+			close(cancelled)
+		case <-done:
+		}
+	}()
+	err = cmd.Wait()
+	close(done)
+	select {
+	case <-cancelled:
+		return -1, fmt.Errorf("runc exec %s: %w", id, ctx.Err())
+	default:
+	}
+
+	if msg := readLogErrors(logFile); msg != "" {
+		return -1, wrapRuncError(fmt.Sprintf("runc exec %s", id), msg, err)
+	}
+	var exitErr *exec.ExitError
+	switch {
+	case err == nil, errors.Is(err, exec.ErrWaitDelay):
+		return 0, nil
+	case errors.As(err, &exitErr):
+		return exitStatus(exitErr.Sys().(syscall.WaitStatus)), nil
+	default:
+		return -1, fmt.Errorf("runc exec %s: %w", id, err)
+	}
+}
+
+// killExec kills the exec'd process once runc has written its pid, unless
+// runc exits first. Killing runc instead would leave the process running: runc
+// writes the pid file only after the process has started.
+func killExec(pidFile string, runcDone <-chan struct{}) {
+	for {
+		if data, err := os.ReadFile(pidFile); err == nil {
+			if pid, err := strconv.Atoi(strings.TrimSpace(string(data))); err == nil && pid > 0 {
+				// runc reaps the process only after it died, so the pid
+				// cannot have been reused.
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+				return
+			}
+		}
+		select {
+		case <-runcDone:
+			return
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
+// exitStatus converts a wait status into the shell's convention.
+func exitStatus(ws syscall.WaitStatus) int {
+	if ws.Signaled() {
+		return 128 + int(ws.Signal())
+	}
+	return ws.ExitStatus()
+}
+
+// command builds a runc command line; logFile "" leaves runc's log on stderr.
+func (r *Runc) command(logFile string, args ...string) *exec.Cmd {
+	global := []string{"--root", r.Root, "--log-format", "json"}
+	if logFile != "" {
+		global = append(global, "--log", logFile)
+	}
+	return exec.Command(r.Binary, append(global, args...)...)
+}
+
+// run runs a runc command whose stdout is captured and returned and whose
+// stderr carries runc's JSON log.
+func (r *Runc) run(ctx context.Context, stdin io.Reader, args ...string) ([]byte, error) {
+	cmd := r.command("", args...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, &stdout, &stderr
+	if err := runWithContext(ctx, cmd); err != nil {
+		return nil, wrapRuncError("runc "+strings.Join(args, " "), logErrors(stderr.Bytes()), err)
+	}
+	return stdout.Bytes(), nil
+}
+
+// runLogged runs a runc command whose stdio belongs to the container, with
+// runc's log in a temporary file.
+func (r *Runc) runLogged(ctx context.Context, args []string, setup func(*exec.Cmd)) error {
+	f, err := os.CreateTemp("", "peapod-runc-log-")
+	if err != nil {
+		return fmt.Errorf("runc %s: %w", args[0], err)
+	}
+	logFile := f.Name()
+	f.Close()
+	defer os.Remove(logFile)
+
+	cmd := r.command(logFile, args...)
+	setup(cmd)
+	if err := runWithContext(ctx, cmd); err != nil {
+		return wrapRuncError("runc "+strings.Join(args, " "), readLogErrors(logFile), err)
+	}
+	return nil
+}
+
+// runWithContext runs cmd and kills runc when ctx ends first.
+func runWithContext(ctx context.Context, cmd *exec.Cmd) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	stop := context.AfterFunc(ctx, func() { _ = cmd.Process.Kill() })
+	err := cmd.Wait()
+	if !stop() && ctx.Err() != nil {
+		return fmt.Errorf("%w (%w)", ctx.Err(), err)
+	}
+	return err
+}
+
+// wrapRuncError builds the error of a failed runc call from runc's message,
+// mapping the messages callers act on to sentinels.
+func wrapRuncError(what, msg string, err error) error {
+	switch {
+	case msg == "":
+		return fmt.Errorf("%s: %w", what, err)
+	case strings.Contains(msg, "does not exist"):
+		return fmt.Errorf("%s: %s: %w", what, msg, ErrNotExist)
+	case strings.Contains(msg, "not running"):
+		return fmt.Errorf("%s: %s: %w", what, msg, ErrNotRunning)
+	default:
+		return fmt.Errorf("%s: %s: %w", what, msg, err)
+	}
+}
+
+func readLogErrors(path string) string {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	return logErrors(data)
+}
+
+// logErrors extracts the error messages of runc's JSON log; text that is not
+// JSON (a panic, a message from the Go runtime) is returned as it is.
+func logErrors(data []byte) string {
+	var msgs []string
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	sc.Buffer(make([]byte, 0, 4096), 1<<20)
+	for sc.Scan() {
+		line := bytes.TrimSpace(sc.Bytes())
+		if len(line) == 0 {
+			continue
+		}
+		var e struct {
+			Level string `json:"level"`
+			Msg   string `json:"msg"`
+		}
+		if err := json.Unmarshal(line, &e); err != nil {
+			msgs = append(msgs, string(line))
+			continue
+		}
+		if e.Level == "error" || e.Level == "fatal" || e.Level == "panic" {
+			msgs = append(msgs, e.Msg)
+		}
+	}
+	return strings.Join(msgs, "; ")
+}

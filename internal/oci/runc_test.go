@@ -1,0 +1,363 @@
+package oci
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+const runcBinary = "/usr/sbin/runc"
+
+// requireRunc skips without root or runc, and fails instead when CI=true.
+func requireRunc(t testing.TB) {
+	t.Helper()
+	var missing string
+	if os.Geteuid() != 0 {
+		missing = "root"
+	} else if _, err := os.Stat(runcBinary); err != nil {
+		missing = runcBinary + " (apt-get install runc)"
+	} else if _, err := os.Stat("/bin/busybox"); err != nil {
+		missing = "/bin/busybox (apt-get install busybox-static)"
+	}
+	if missing == "" {
+		return
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("missing prerequisite: %s", missing)
+	}
+	t.Skipf("missing prerequisite: %s", missing)
+}
+
+func randomID(t testing.TB) string {
+	b := make([]byte, 6)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return "peapod-oci-test-" + hex.EncodeToString(b)
+}
+
+// newBundle makes a bundle whose rootfs holds busybox and runs args.
+func newBundle(t testing.TB, id string, args ...string) string {
+	t.Helper()
+	bundle := t.TempDir()
+	bin := filepath.Join(bundle, "rootfs", "bin")
+	if err := os.MkdirAll(bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile("/bin/busybox")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(bin, "busybox"), data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"sh", "sleep", "echo", "cat", "true", "false", "kill"} {
+		if err := os.Symlink("busybox", filepath.Join(bin, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := DefaultSpec()
+	s.Process.Args = args
+	s.Process.Env = []string{"PATH=/bin"}
+	s.Linux.CgroupsPath = "/" + id
+	if err := WriteBundle(bundle, s); err != nil {
+		t.Fatal(err)
+	}
+	return bundle
+}
+
+func newRunc(t testing.TB) *Runc {
+	requireRunc(t)
+	return &Runc{Binary: runcBinary, Root: t.TempDir()}
+}
+
+// cleanupContainer force-deletes the container when the test ends, whatever
+// state the test left it in.
+func cleanupContainer(t testing.TB, r *Runc, id string) {
+	t.Cleanup(func() {
+		if err := r.Delete(context.Background(), id, true); err != nil {
+			t.Errorf("cleanup: %v", err)
+		}
+	})
+}
+
+func waitStatus(t *testing.T, r *Runc, id, want string) *State {
+	t.Helper()
+	ctx := t.Context()
+	for {
+		st, err := r.State(ctx, id)
+		if err != nil {
+			t.Fatalf("state: %v", err)
+		}
+		if st.Status == want {
+			return st
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("container %s never became %s (is %s)", id, want, st.Status)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+func TestLifecycle(t *testing.T) {
+	r := newRunc(t)
+	ctx := t.Context()
+	id := randomID(t)
+	bundle := newBundle(t, id, "sh", "-c", "echo started; exec sleep 1000")
+	cleanupContainer(t, r, id)
+
+	out, err := os.CreateTemp(t.TempDir(), "stdout")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	pidFile := filepath.Join(t.TempDir(), "pid")
+	if err := r.Create(ctx, id, bundle, CreateOpts{PidFile: pidFile, Stdout: out, Stderr: out}); err != nil {
+		t.Fatalf("create: %v", err)
+	}
+	st, err := r.State(ctx, id)
+	if err != nil {
+		t.Fatalf("state: %v", err)
+	}
+	if st.ID != id || st.Status != "created" || st.Bundle != bundle || st.Pid <= 0 {
+		t.Fatalf("state after create = %+v", st)
+	}
+	pidData, err := os.ReadFile(pidFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.TrimSpace(string(pidData)); got != strconv.Itoa(st.Pid) {
+		t.Fatalf("pid file %q, state pid %d", got, st.Pid)
+	}
+
+	if err := r.Start(ctx, id); err != nil {
+		t.Fatalf("start: %v", err)
+	}
+	waitStatus(t, r, id, "running")
+	waitFile(t, out.Name(), "started\n")
+
+	if err := r.Kill(ctx, id, syscall.SIGKILL, false); err != nil {
+		t.Fatalf("kill: %v", err)
+	}
+	waitStatus(t, r, id, "stopped")
+	if err := r.Kill(ctx, id, syscall.SIGKILL, false); !errors.Is(err, ErrNotRunning) {
+		t.Fatalf("kill of a stopped container: %v, want ErrNotRunning", err)
+	}
+	if err := r.Start(ctx, id); err == nil || !strings.Contains(err.Error(), "stopped") {
+		t.Fatalf("start of a stopped container: %v, want runc's message", err)
+	}
+
+	if err := r.Delete(ctx, id, false); err != nil {
+		t.Fatalf("delete: %v", err)
+	}
+	if err := r.Delete(ctx, id, false); err != nil {
+		t.Fatalf("second delete: %v, want nil", err)
+	}
+	if _, err := r.State(ctx, id); !errors.Is(err, ErrNotExist) {
+		t.Fatalf("state after delete: %v, want ErrNotExist", err)
+	}
+	if _, err := os.Stat(filepath.Join("/sys/fs/cgroup/pids", id)); !os.IsNotExist(err) {
+		t.Fatalf("cgroup left after delete: %v", err)
+	}
+}
+
+// waitFile waits until the file at path holds want.
+func waitFile(t *testing.T, path, want string) {
+	t.Helper()
+	for {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(data) == want {
+			return
+		}
+		select {
+		case <-t.Context().Done():
+			t.Fatalf("%s holds %q, want %q", path, data, want)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// startSleeper runs a container that sleeps until the test ends.
+func startSleeper(t *testing.T, r *Runc) string {
+	t.Helper()
+	id := randomID(t)
+	bundle := newBundle(t, id, "sleep", "1000")
+	cleanupContainer(t, r, id)
+	if err := r.Create(t.Context(), id, bundle, CreateOpts{}); err != nil {
+		t.Fatalf("create: %v", err)
+	}
+	if err := r.Start(t.Context(), id); err != nil {
+		t.Fatalf("start: %v", err)
+	}
+	return id
+}
+
+func process(args ...string) *specs.Process {
+	return &specs.Process{Args: args, Cwd: "/", Env: []string{"PATH=/bin"}}
+}
+
+func TestExec(t *testing.T) {
+	r := newRunc(t)
+	id := startSleeper(t, r)
+	ctx := t.Context()
+
+	for _, tc := range []struct {
+		script string
+		want   int
+	}{
+		{"exit 0", 0},
+		{"exit 7", 7},
+		{"kill -9 $$", 137},
+		{"kill -15 $$", 143},
+	} {
+		code, err := r.Exec(ctx, id, process("sh", "-c", tc.script), ExecOpts{})
+		if err != nil {
+			t.Fatalf("exec %q: %v", tc.script, err)
+		}
+		if code != tc.want {
+			t.Errorf("exec %q: exit code %d, want %d", tc.script, code, tc.want)
+		}
+	}
+
+	var stdout, stderr bytes.Buffer
+	code, err := r.Exec(ctx, id, process("sh", "-c", "cat; echo oops >&2"), ExecOpts{
+		Stdin: strings.NewReader("hello\n"), Stdout: &stdout, Stderr: &stderr,
+	})
+	if err != nil || code != 0 {
+		t.Fatalf("exec with stdio: code %d, err %v", code, err)
+	}
+	if stdout.String() != "hello\n" || stderr.String() != "oops\n" {
+		t.Fatalf("exec stdio: stdout %q, stderr %q", stdout.String(), stderr.String())
+	}
+
+	_, err = r.Exec(ctx, id, process("no-such-binary"), ExecOpts{})
+	if err == nil || !strings.Contains(err.Error(), "no-such-binary") {
+		t.Fatalf("exec of a missing binary: %v, want runc's message naming it", err)
+	}
+	_, err = r.Exec(ctx, "no-such-container", process("true"), ExecOpts{})
+	if !errors.Is(err, ErrNotExist) {
+		t.Fatalf("exec in a missing container: %v, want ErrNotExist", err)
+	}
+}
+
+// TestExecCancel checks that cancelling an Exec kills the process in the
+// container instead of leaving it behind.
+func TestExecCancel(t *testing.T) {
+	r := newRunc(t)
+	id := startSleeper(t, r)
+
+	ctx, cancel := context.WithCancel(t.Context())
+	var stdout bytes.Buffer
+	errc := make(chan error, 1)
+	go func() {
+		_, err := r.Exec(ctx, id, process("sh", "-c", "echo up; exec sleep 1000"), ExecOpts{Stdout: &notifyWriter{w: &stdout, up: cancel}})
+		errc <- err
+	}()
+	if err := <-errc; !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled exec: %v, want context.Canceled", err)
+	}
+	procs, err := os.ReadFile(filepath.Join("/sys/fs/cgroup/pids", id, "cgroup.procs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(strings.Fields(string(procs))); n != 1 {
+		t.Fatalf("container has %d processes after a cancelled exec, want 1 (the init): %s", n, procs)
+	}
+}
+
+// notifyWriter calls up once the process has written: it runs.
+type notifyWriter struct {
+	w  *bytes.Buffer
+	up func()
+}
+
+func (l *notifyWriter) Write(p []byte) (int, error) {
+	n, err := l.w.Write(p)
+	l.up()
+	return n, err
+}
+
+func TestUpdate(t *testing.T) {
+	r := newRunc(t)
+	id := startSleeper(t, r)
+	limit := int64(64 << 20)
+	if err := r.Update(t.Context(), id, &specs.LinuxResources{Memory: &specs.LinuxMemory{Limit: &limit}}); err != nil {
+		t.Fatalf("update: %v", err)
+	}
+	st, err := r.State(t.Context(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The memory hierarchy may be nested under the test's own cgroup.
+	data, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(st.Pid), "cgroup"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var memPath string
+	for _, line := range strings.Split(string(data), "\n") {
+		if _, p, ok := strings.Cut(line, ":memory:"); ok {
+			memPath = p
+		}
+	}
+	got, err := os.ReadFile(filepath.Join("/sys/fs/cgroup/memory", memPath, "memory.limit_in_bytes"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.TrimSpace(string(got)) != strconv.FormatInt(limit, 10) {
+		t.Fatalf("memory limit %s, want %d", got, limit)
+	}
+	if err := r.Update(t.Context(), "no-such-container", &specs.LinuxResources{}); !errors.Is(err, ErrNotExist) {
+		t.Fatalf("update of a missing container: %v, want ErrNotExist", err)
+	}
+}
+
+func TestCreateErrors(t *testing.T) {
+	r := newRunc(t)
+	ctx := t.Context()
+	id := randomID(t)
+	cleanupContainer(t, r, id)
+
+	err := r.Create(ctx, id, t.TempDir(), CreateOpts{})
+	if err == nil || !strings.Contains(err.Error(), "config.json") {
+		t.Fatalf("create from an empty bundle: %v, want runc's message naming config.json", err)
+	}
+	if _, err := r.State(ctx, id); !errors.Is(err, ErrNotExist) {
+		t.Fatalf("state after a failed create: %v, want ErrNotExist", err)
+	}
+
+	bundle := newBundle(t, id, "no-such-binary")
+	err = r.Create(ctx, id, bundle, CreateOpts{})
+	if err == nil || !strings.Contains(err.Error(), "no-such-binary") {
+		t.Fatalf("create with a missing binary: %v, want runc's message naming it", err)
+	}
+
+	bad := &Runc{Binary: filepath.Join(t.TempDir(), "no-runc"), Root: r.Root}
+	if err := bad.Start(ctx, id); !errors.Is(err, exec.ErrNotFound) && !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("missing runc binary: %v", err)
+	}
+}
+
+func TestCancelledContext(t *testing.T) {
+	r := newRunc(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := r.State(ctx, "x"); !errors.Is(err, context.Canceled) {
+		t.Fatalf("state with a cancelled context: %v", err)
+	}
+}
