@@ -287,7 +287,9 @@ func (s *eventStream) SendMsg(m any) error {
 	}
 	return s.Send(e)
 }
-func (s *eventStream) RecvMsg(any) error { return errors.New("inproc: container event stream is send-only") }
+func (s *eventStream) RecvMsg(any) error {
+	return errors.New("inproc: container event stream is send-only")
+}
 
 var _ grpc.ServerStreamingServer[runtimeapi.ContainerEventResponse] = (*eventStream)(nil)
 
@@ -302,7 +304,9 @@ func (c *eventClient) Header() (metadata.MD, error) { return metadata.MD{}, nil 
 func (c *eventClient) Trailer() metadata.MD         { return metadata.MD{} }
 func (c *eventClient) CloseSend() error             { return nil }
 func (c *eventClient) Context() context.Context     { return c.ctx }
-func (c *eventClient) SendMsg(any) error            { return errors.New("inproc: container event stream is receive-only") }
+func (c *eventClient) SendMsg(any) error {
+	return errors.New("inproc: container event stream is receive-only")
+}
 func (c *eventClient) RecvMsg(any) error {
 	return errors.New("inproc: container events are delivered on the channel")
 }
