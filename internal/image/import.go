@@ -1,0 +1,209 @@
+package image
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
+
+	"github.com/peapod-dev/peapod/internal/log"
+)
+
+// Import makes a single-layer image named name from a root filesystem
+// tarball (plain, gzip or zstd), like `docker import`.
+func (s *Store) Import(ctx context.Context, r io.Reader, name string) (_ *Image, retErr error) {
+	ref, err := Normalize(name)
+	if err != nil {
+		return nil, err
+	}
+	if _, tag := splitRef(ref); tag == "" {
+		return nil, fmt.Errorf("%w: import needs a tag, not a digest: %s", ErrInvalidName, name)
+	}
+	work, err := s.newWorkDir()
+	if err != nil {
+		return nil, fmt.Errorf("import %s: %w", ref, err)
+	}
+	defer work.done()
+
+	tr, err := decompress(r)
+	if err != nil {
+		return nil, fmt.Errorf("import %s: %w", ref, err)
+	}
+	// Spool the tarball: its digest names the layer, and is known only at the end.
+	spool, err := os.CreateTemp(work.path, "layer-*.tar")
+	if err != nil {
+		return nil, fmt.Errorf("import %s: %w", ref, err)
+	}
+	defer spool.Close()
+	h := sha256.New()
+	size, err := io.Copy(io.MultiWriter(spool, h), tr)
+	if err != nil {
+		return nil, fmt.Errorf("import %s: read tarball: %w", ref, err)
+	}
+	diffID := "sha256:" + hex.EncodeToString(h.Sum(nil))
+
+	release := s.hold(diffID, "layer:"+diffID)
+	defer release()
+	var written []string // blobs this import created, removed again on failure
+	defer func() {
+		if retErr != nil {
+			for _, d := range written {
+				os.Remove(s.blobPath(d))
+			}
+		}
+	}()
+
+	if _, err := spool.Seek(0, io.SeekStart); err != nil {
+		return nil, fmt.Errorf("import %s: %w", ref, err)
+	}
+	if err := s.unpackLayer(ctx, bufio.NewReaderSize(spool, 1<<20), diffID, work); err != nil {
+		return nil, fmt.Errorf("import %s: %w", ref, err)
+	}
+	created, err := s.putBlobFile(spool, diffID)
+	if err != nil {
+		return nil, fmt.Errorf("import %s: %w", ref, err)
+	}
+	if created {
+		written = append(written, diffID)
+	}
+
+	now := time.Now().UTC()
+	cfg := v1.ConfigFile{
+		Architecture: runtime.GOARCH,
+		OS:           runtime.GOOS,
+		Variant:      cpuVariant(),
+		Created:      v1.Time{Time: now},
+		RootFS:       v1.RootFS{Type: "layers", DiffIDs: []v1.Hash{mustHash(diffID)}},
+		History:      []v1.History{{Created: v1.Time{Time: now}, CreatedBy: "peapod image import", Comment: "Imported from tarball"}},
+	}
+	cfgData, err := json.Marshal(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("import %s: encode config: %w", ref, err)
+	}
+	cfgDigest := digestOf(cfgData)
+	manifest := v1.Manifest{
+		SchemaVersion: 2,
+		MediaType:     types.OCIManifestSchema1,
+		Config:        v1.Descriptor{MediaType: types.OCIConfigJSON, Size: int64(len(cfgData)), Digest: mustHash(cfgDigest)},
+		Layers:        []v1.Descriptor{{MediaType: types.OCIUncompressedLayer, Size: size, Digest: mustHash(diffID)}},
+	}
+	mfData, err := json.Marshal(manifest)
+	if err != nil {
+		return nil, fmt.Errorf("import %s: encode manifest: %w", ref, err)
+	}
+	mfDigest := digestOf(mfData)
+	defer s.hold(cfgDigest, mfDigest)()
+	for _, b := range []struct {
+		digest string
+		data   []byte
+	}{{cfgDigest, cfgData}, {mfDigest, mfData}} {
+		created, err := s.putBlob(b.data, b.digest, work)
+		if err != nil {
+			return nil, fmt.Errorf("import %s: %w", ref, err)
+		}
+		if created {
+			written = append(written, b.digest)
+		}
+	}
+
+	rec := &record{
+		ID:       cfgDigest,
+		RepoTags: []string{ref},
+		Manifest: mfDigest,
+		Layers:   []layerDesc{{Digest: diffID, DiffID: diffID}},
+		Size:     size + int64(len(cfgData)) + int64(len(mfData)),
+		Created:  now,
+	}
+	if err := s.commit(rec); err != nil {
+		return nil, fmt.Errorf("import %s: %w", ref, err)
+	}
+	log.FromContext(ctx).Info("imported image", "image", ref, "id", cfgDigest, "size", rec.Size)
+	return s.Resolve(cfgDigest)
+}
+
+// decompress returns the tar stream of r, which may be gzip or zstd compressed.
+func decompress(r io.Reader) (io.Reader, error) {
+	br := bufio.NewReaderSize(r, 1<<20)
+	magic, err := br.Peek(4)
+	if err != nil && err != io.EOF {
+		return nil, fmt.Errorf("read tarball: %w", err)
+	}
+	switch {
+	case bytes.HasPrefix(magic, []byte{0x1f, 0x8b}):
+		zr, err := gzip.NewReader(br)
+		if err != nil {
+			return nil, fmt.Errorf("read gzip: %w", err)
+		}
+		return zr, nil
+	case bytes.HasPrefix(magic, []byte{0x28, 0xb5, 0x2f, 0xfd}):
+		zr, err := zstd.NewReader(br)
+		if err != nil {
+			return nil, fmt.Errorf("read zstd: %w", err)
+		}
+		return zr.IOReadCloser(), nil
+	}
+	return br, nil
+}
+
+func digestOf(data []byte) string {
+	sum := sha256.Sum256(data)
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+func mustHash(d string) v1.Hash {
+	h, err := v1.NewHash(d)
+	if err != nil {
+		panic(fmt.Sprintf("digest %q computed here is invalid: %v", d, err))
+	}
+	return h
+}
+
+// putBlob stores data as blob digest (verified), unless it is there already.
+func (s *Store) putBlob(data []byte, digest string, work *workDir) (created bool, err error) {
+	if got := digestOf(data); got != digest {
+		return false, fmt.Errorf("store blob %s: %w: content is %s", digest, ErrDigestMismatch, got)
+	}
+	f, err := os.CreateTemp(work.path, "blob-*")
+	if err != nil {
+		return false, fmt.Errorf("store blob %s: %w", digest, err)
+	}
+	defer f.Close()
+	if _, err := f.Write(data); err != nil {
+		return false, fmt.Errorf("store blob %s: %w", digest, err)
+	}
+	return s.putBlobFile(f, digest)
+}
+
+// putBlobFile moves the file f, whose content the caller verified to be
+// digest, into the blob store.
+func (s *Store) putBlobFile(f *os.File, digest string) (created bool, err error) {
+	final := s.blobPath(digest)
+	if _, err := os.Stat(final); err == nil {
+		return false, nil
+	}
+	if err := f.Sync(); err != nil {
+		return false, fmt.Errorf("store blob %s: %w", digest, err)
+	}
+	if err := os.Chmod(f.Name(), 0o644); err != nil {
+		return false, fmt.Errorf("store blob %s: %w", digest, err)
+	}
+	if err := os.Rename(f.Name(), final); err != nil {
+		return false, fmt.Errorf("store blob %s: %w", digest, err)
+	}
+	if err := syncDir(s.blobPath("")); err != nil {
+		return false, fmt.Errorf("store blob %s: %w", digest, err)
+	}
+	return true, nil
+}
