@@ -1,0 +1,526 @@
+package podmanager
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	plog "github.com/peapod-dev/peapod/internal/log"
+)
+
+// Waiting reasons of a container the kubelet could not start
+// (pkg/kubelet/container/sync_result.go, images/types.go).
+var (
+	ErrCrashLoopBackOff        = errors.New("CrashLoopBackOff")
+	ErrCreateContainerConfig   = errors.New("CreateContainerConfigError")
+	ErrCreateContainer         = errors.New("CreateContainerError")
+	ErrRunContainer            = errors.New("RunContainerError")
+	ErrImagePull               = errors.New("ErrImagePull")
+	ErrImagePullBackOff        = errors.New("ImagePullBackOff")
+	ErrImageNeverPull          = errors.New("ErrImageNeverPull")
+	ErrImageInspect            = errors.New("ImageInspectError")
+	ErrPreStartHook            = errors.New("PreStartHookError")
+	ErrKillContainer           = errors.New("KillContainerError")
+	errContainerConfigNotBuilt = errors.New("not supported yet")
+)
+
+// Event reasons (pkg/kubelet/events).
+const (
+	eventCreatedContainer = "Created"
+	eventStartedContainer = "Started"
+	eventFailed           = "Failed"
+	eventKilling          = "Killing"
+	eventBackOff          = "BackOff"
+	eventPulling          = "Pulling"
+	eventPulled           = "Pulled"
+	eventSandboxChanged   = "SandboxChanged"
+	eventFailedSandbox    = "FailedCreatePodSandBox"
+	eventFailedKillPod    = "FailedKillPod"
+)
+
+// startContainer pulls the image, creates and starts one container
+// (kuberuntime_container.go startContainer). On failure it returns the message
+// and one of the Err* reasons above.
+func (m *Manager) startContainer(ctx context.Context, sandboxID string, sandboxConfig *runtimeapi.PodSandboxConfig, spec *containerToStart, pod *corev1.Pod, podStatus *runtimePodStatus, podIPs []string) (string, error) {
+	c := spec.container
+	// Step 1: pull the image.
+	imageRef, msg, err := m.ensureImageExists(ctx, pod, c)
+	if err != nil {
+		m.recordEvent(ctx, pod, corev1.EventTypeWarning, eventFailed, "Error: "+msg)
+		return msg, err
+	}
+
+	// Step 2: create the container.
+	restartCount := 0
+	if cs := podStatus.FindContainerStatusByName(c.Name); cs != nil {
+		restartCount = cs.RestartCount + 1
+	} else {
+		restartCount = m.restartCountFromLogDir(pod, c.Name)
+	}
+	config, err := m.generateContainerConfig(ctx, c, pod, restartCount, podIPs, imageRef, spec.containerType)
+	if err != nil {
+		m.recordEvent(ctx, pod, corev1.EventTypeWarning, eventFailed, "Error: "+err.Error())
+		return err.Error(), ErrCreateContainerConfig
+	}
+	containerID, err := m.runtime.CreateContainer(ctx, sandboxID, config, sandboxConfig)
+	if err != nil {
+		m.recordEvent(ctx, pod, corev1.EventTypeWarning, eventFailed, "Error: "+err.Error())
+		return err.Error(), ErrCreateContainer
+	}
+	m.recordEvent(ctx, pod, corev1.EventTypeNormal, eventCreatedContainer, "Created container: "+c.Name)
+
+	// Step 3: start the container.
+	if err := m.runtime.StartContainer(ctx, containerID); err != nil {
+		m.recordEvent(ctx, pod, corev1.EventTypeWarning, eventFailed, "Error: "+err.Error())
+		return err.Error(), ErrRunContainer
+	}
+	m.recordEvent(ctx, pod, corev1.EventTypeNormal, eventStartedContainer, "Started container "+c.Name)
+	plog.FromContext(ctx).Info("started container", "container", c.Name, "id", containerID, "restartCount", restartCount)
+	return "", nil
+}
+
+// restartCountFromLogDir: when the runtime lost the pod's containers, the log
+// directory still tells the last attempt (calcRestartCountByLogDir).
+func (m *Manager) restartCountFromLogDir(pod *corev1.Pod, name string) int {
+	entries, err := os.ReadDir(filepath.Join(m.podLogsDirectory(pod), name))
+	if err != nil {
+		return 0
+	}
+	count := 0
+	for _, e := range entries {
+		n, err := strconv.Atoi(strings.TrimSuffix(e.Name(), ".log"))
+		if err == nil && strings.HasSuffix(e.Name(), ".log") && n+1 > count {
+			count = n + 1
+		}
+	}
+	return count
+}
+
+// generateContainerConfig builds the ContainerConfig as the kubelet does. The
+// command and args are passed through (the runtime merges them with the image's
+// entrypoint and cmd) after $(VAR) expansion.
+func (m *Manager) generateContainerConfig(ctx context.Context, c *corev1.Container, pod *corev1.Pod, restartCount int, podIPs []string, imageRef, containerType string) (*runtimeapi.ContainerConfig, error) {
+	envs, err := m.makeEnvironmentVariables(ctx, pod, c, podIPs)
+	if err != nil {
+		return nil, err
+	}
+	command, args := expandContainerCommandAndArgs(c, envs)
+	config := &runtimeapi.ContainerConfig{
+		Metadata: &runtimeapi.ContainerMetadata{
+			Name:    c.Name,
+			Attempt: uint32(restartCount),
+		},
+		Image:       &runtimeapi.ImageSpec{Image: imageRef, UserSpecifiedImage: c.Image},
+		Command:     command,
+		Args:        args,
+		WorkingDir:  c.WorkingDir,
+		Labels:      newContainerLabels(c, pod, containerType),
+		Annotations: newContainerAnnotations(c, pod, restartCount),
+		LogPath:     filepath.Join(c.Name, fmt.Sprintf("%d.log", restartCount)),
+		Stdin:       c.Stdin,
+		StdinOnce:   c.StdinOnce,
+		Tty:         c.TTY,
+		Envs:        envs,
+		Linux:       m.generateLinuxContainerConfig(c, pod),
+	}
+	if len(c.VolumeMounts) > 0 || len(c.VolumeDevices) > 0 {
+		return nil, fmt.Errorf("volumes are %w", errContainerConfigNotBuilt)
+	}
+	return config, nil
+}
+
+// generateLinuxContainerConfig: resources and the effective security context.
+func (m *Manager) generateLinuxContainerConfig(c *corev1.Container, pod *corev1.Pod) *runtimeapi.LinuxContainerConfig {
+	return &runtimeapi.LinuxContainerConfig{
+		Resources:       containerResources(pod, c, m.cfg.MemoryCapacity),
+		SecurityContext: determineEffectiveSecurityContext(pod, c),
+	}
+}
+
+// The kubelet's default masked and read-only paths (securitycontext, Default procMount).
+var (
+	defaultMaskedPaths = []string{
+		"/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+		"/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
+		"/sys/firmware", "/sys/devices/virtual/powercap",
+	}
+	defaultReadonlyPaths = []string{"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"}
+)
+
+// determineEffectiveSecurityContext merges the pod's and the container's
+// security contexts (the container's wins) into the CRI's.
+func determineEffectiveSecurityContext(pod *corev1.Pod, c *corev1.Container) *runtimeapi.LinuxContainerSecurityContext {
+	out := &runtimeapi.LinuxContainerSecurityContext{
+		NamespaceOptions: namespacesForPod(pod),
+		MaskedPaths:      defaultMaskedPaths,
+		ReadonlyPaths:    defaultReadonlyPaths,
+	}
+	psc := pod.Spec.SecurityContext
+	if psc == nil {
+		psc = &corev1.PodSecurityContext{}
+	}
+	csc := c.SecurityContext
+	if csc == nil {
+		csc = &corev1.SecurityContext{}
+	}
+	runAsUser, runAsGroup := psc.RunAsUser, psc.RunAsGroup
+	if csc.RunAsUser != nil {
+		runAsUser = csc.RunAsUser
+	}
+	if csc.RunAsGroup != nil {
+		runAsGroup = csc.RunAsGroup
+	}
+	if runAsUser != nil {
+		out.RunAsUser = &runtimeapi.Int64Value{Value: *runAsUser}
+	}
+	if runAsGroup != nil {
+		out.RunAsGroup = &runtimeapi.Int64Value{Value: *runAsGroup}
+	}
+	if psc.FSGroup != nil {
+		out.SupplementalGroups = append(out.SupplementalGroups, *psc.FSGroup)
+	}
+	out.SupplementalGroups = append(out.SupplementalGroups, psc.SupplementalGroups...)
+	se := psc.SELinuxOptions
+	if csc.SELinuxOptions != nil {
+		se = csc.SELinuxOptions
+	}
+	if se != nil {
+		out.SelinuxOptions = &runtimeapi.SELinuxOption{User: se.User, Role: se.Role, Type: se.Type, Level: se.Level}
+	}
+	if csc.Privileged != nil && *csc.Privileged {
+		out.Privileged = true
+		out.MaskedPaths, out.ReadonlyPaths = nil, nil
+	}
+	if csc.ProcMount != nil && *csc.ProcMount == corev1.UnmaskedProcMount {
+		out.MaskedPaths, out.ReadonlyPaths = nil, nil
+	}
+	if csc.ReadOnlyRootFilesystem != nil {
+		out.ReadonlyRootfs = *csc.ReadOnlyRootFilesystem
+	}
+	if csc.AllowPrivilegeEscalation != nil {
+		out.NoNewPrivs = !*csc.AllowPrivilegeEscalation
+	}
+	if csc.Capabilities != nil {
+		out.Capabilities = &runtimeapi.Capability{}
+		for _, a := range csc.Capabilities.Add {
+			out.Capabilities.AddCapabilities = append(out.Capabilities.AddCapabilities, string(a))
+		}
+		for _, d := range csc.Capabilities.Drop {
+			out.Capabilities.DropCapabilities = append(out.Capabilities.DropCapabilities, string(d))
+		}
+	}
+	out.Seccomp = seccompProfile(psc.SeccompProfile, csc.SeccompProfile)
+	return out
+}
+
+// seccompProfile: the container's profile, else the pod's, else Unconfined
+// (the kubelet's default without SeccompDefault).
+func seccompProfile(podProfile, containerProfile *corev1.SeccompProfile) *runtimeapi.SecurityProfile {
+	p := podProfile
+	if containerProfile != nil {
+		p = containerProfile
+	}
+	if p == nil {
+		return &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_Unconfined}
+	}
+	switch p.Type {
+	case corev1.SeccompProfileTypeRuntimeDefault:
+		return &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_RuntimeDefault}
+	case corev1.SeccompProfileTypeLocalhost:
+		ref := ""
+		if p.LocalhostProfile != nil {
+			ref = *p.LocalhostProfile
+		}
+		return &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_Localhost, LocalhostRef: ref}
+	}
+	return &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_Unconfined}
+}
+
+// makeEnvironmentVariables evaluates the container's env in order: values with
+// $(VAR) expansion of earlier variables, fieldRef and resourceFieldRef.
+func (m *Manager) makeEnvironmentVariables(_ context.Context, pod *corev1.Pod, c *corev1.Container, podIPs []string) ([]*runtimeapi.KeyValue, error) {
+	if len(c.EnvFrom) > 0 {
+		return nil, fmt.Errorf("envFrom is %w", errContainerConfigNotBuilt)
+	}
+	tmp := map[string]string{}
+	var order []string
+	mapping := mappingFuncFor(tmp)
+	for _, ev := range c.Env {
+		val := ev.Value
+		switch {
+		case val != "":
+			val = expand(val, mapping)
+		case ev.ValueFrom != nil && ev.ValueFrom.FieldRef != nil:
+			v, err := m.podFieldSelectorRuntimeValue(ev.ValueFrom.FieldRef, pod, podIPs)
+			if err != nil {
+				return nil, err
+			}
+			val = v
+		case ev.ValueFrom != nil && ev.ValueFrom.ResourceFieldRef != nil:
+			v, err := m.containerResourceRuntimeValue(ev.ValueFrom.ResourceFieldRef, pod, c)
+			if err != nil {
+				return nil, err
+			}
+			val = v
+		case ev.ValueFrom != nil && ev.ValueFrom.ConfigMapKeyRef != nil:
+			return nil, fmt.Errorf("env %q: configMapKeyRef is %w", ev.Name, errContainerConfigNotBuilt)
+		case ev.ValueFrom != nil && ev.ValueFrom.SecretKeyRef != nil:
+			return nil, fmt.Errorf("env %q: secretKeyRef is %w", ev.Name, errContainerConfigNotBuilt)
+		}
+		if _, seen := tmp[ev.Name]; !seen {
+			order = append(order, ev.Name)
+		}
+		tmp[ev.Name] = val
+	}
+	out := make([]*runtimeapi.KeyValue, 0, len(order))
+	for _, k := range order {
+		out = append(out, &runtimeapi.KeyValue{Key: k, Value: []byte(tmp[k])})
+	}
+	return out, nil
+}
+
+// podFieldSelectorRuntimeValue is the downward API for env (fieldRef).
+func (m *Manager) podFieldSelectorRuntimeValue(fs *corev1.ObjectFieldSelector, pod *corev1.Pod, podIPs []string) (string, error) {
+	path := fs.FieldPath
+	switch path {
+	case "metadata.name":
+		return pod.Name, nil
+	case "metadata.namespace":
+		return pod.Namespace, nil
+	case "metadata.uid":
+		return string(pod.UID), nil
+	case "spec.nodeName":
+		return pod.Spec.NodeName, nil
+	case "spec.serviceAccountName":
+		return pod.Spec.ServiceAccountName, nil
+	case "status.hostIP", "status.hostIPs":
+		return m.cfg.HostIP, nil
+	case "status.podIP":
+		if len(podIPs) > 0 {
+			return podIPs[0], nil
+		}
+		return "", nil
+	case "status.podIPs":
+		return strings.Join(podIPs, ","), nil
+	}
+	if key, ok := subscript(path, "metadata.labels"); ok {
+		return pod.Labels[key], nil
+	}
+	if key, ok := subscript(path, "metadata.annotations"); ok {
+		return pod.Annotations[key], nil
+	}
+	if path == "metadata.labels" || path == "metadata.annotations" {
+		src := pod.Labels
+		if path == "metadata.annotations" {
+			src = pod.Annotations
+		}
+		var lines []string
+		for k, v := range src {
+			lines = append(lines, fmt.Sprintf("%s=%q", k, v))
+		}
+		return strings.Join(lines, "\n"), nil
+	}
+	return "", fmt.Errorf("unsupported fieldPath %q", path)
+}
+
+// subscript parses `prefix['key']`.
+func subscript(path, prefix string) (string, bool) {
+	rest, ok := strings.CutPrefix(path, prefix+"['")
+	if !ok {
+		return "", false
+	}
+	key, ok := strings.CutSuffix(rest, "']")
+	return key, ok
+}
+
+// containerResourceRuntimeValue is the downward API's resourceFieldRef: the
+// container's limit (node capacity when unset) or request, divided by the
+// divisor and rounded up.
+func (m *Manager) containerResourceRuntimeValue(fs *corev1.ResourceFieldSelector, pod *corev1.Pod, c *corev1.Container) (string, error) {
+	if fs.ContainerName != "" {
+		found := false
+		for _, cs := range [][]corev1.Container{pod.Spec.Containers, pod.Spec.InitContainers} {
+			for i := range cs {
+				if cs[i].Name == fs.ContainerName {
+					c, found = &cs[i], true
+				}
+			}
+		}
+		if !found {
+			return "", fmt.Errorf("resourceFieldRef: no container %q", fs.ContainerName)
+		}
+	}
+	divisor := fs.Divisor
+	if divisor.IsZero() {
+		divisor = resource.MustParse("1")
+	}
+	req := containerRequests(c)
+	var q resource.Quantity
+	switch fs.Resource {
+	case "limits.cpu":
+		q = *c.Resources.Limits.Cpu()
+		if q.IsZero() {
+			q = *resource.NewQuantity(int64(runtime.NumCPU()), resource.DecimalSI)
+		}
+		return strconv.FormatInt(int64(math.Ceil(float64(q.MilliValue())/float64(divisor.MilliValue()))), 10), nil
+	case "requests.cpu":
+		q = *req.Cpu()
+		return strconv.FormatInt(int64(math.Ceil(float64(q.MilliValue())/float64(divisor.MilliValue()))), 10), nil
+	case "limits.memory":
+		q = *c.Resources.Limits.Memory()
+		if q.IsZero() {
+			q = *resource.NewQuantity(m.cfg.MemoryCapacity, resource.BinarySI)
+		}
+	case "requests.memory":
+		q = *req.Memory()
+	case "limits.ephemeral-storage", "requests.ephemeral-storage":
+		if fs.Resource == "limits.ephemeral-storage" {
+			q = *c.Resources.Limits.StorageEphemeral()
+		} else {
+			q = *req.StorageEphemeral()
+		}
+	default:
+		return "", fmt.Errorf("unsupported resourceFieldRef %q", fs.Resource)
+	}
+	return strconv.FormatInt(int64(math.Ceil(float64(q.Value())/float64(divisor.Value()))), 10), nil
+}
+
+// expandContainerCommandAndArgs expands $(VAR) in command and args with the
+// container's environment.
+func expandContainerCommandAndArgs(c *corev1.Container, envs []*runtimeapi.KeyValue) (command, args []string) {
+	vars := make(map[string]string, len(envs))
+	for _, e := range envs {
+		vars[e.Key] = string(e.Value)
+	}
+	mapping := mappingFuncFor(vars)
+	for _, s := range c.Command {
+		command = append(command, expand(s, mapping))
+	}
+	for _, s := range c.Args {
+		args = append(args, expand(s, mapping))
+	}
+	return command, args
+}
+
+// mappingFuncFor resolves a variable from the maps in order; an unknown one stays
+// as written, $(NAME).
+func mappingFuncFor(context ...map[string]string) func(string) string {
+	return func(name string) string {
+		for _, vars := range context {
+			if v, ok := vars[name]; ok {
+				return v
+			}
+		}
+		return "$(" + name + ")"
+	}
+}
+
+// expand is Kubernetes' $(VAR) expansion (third_party/forked/golang/expansion):
+// $(VAR) is replaced, $$ is an escaped $, anything else is kept.
+func expand(input string, mapping func(string) string) string {
+	var buf strings.Builder
+	checkpoint := 0
+	for cursor := 0; cursor < len(input); cursor++ {
+		if input[cursor] == '$' && cursor+1 < len(input) {
+			buf.WriteString(input[checkpoint:cursor])
+			read, isVar, advance := tryReadVariableName(input[cursor+1:])
+			if isVar {
+				buf.WriteString(mapping(read))
+			} else {
+				buf.WriteString(read)
+			}
+			cursor += advance
+			checkpoint = cursor + 1
+		}
+	}
+	return buf.String() + input[checkpoint:]
+}
+
+func tryReadVariableName(input string) (string, bool, int) {
+	switch input[0] {
+	case '$':
+		return "$", false, 1
+	case '(':
+		for i := 1; i < len(input); i++ {
+			if input[i] == ')' {
+				return input[1:i], true, i + 1
+			}
+		}
+		return "$(", false, 1
+	default:
+		return "$" + input[:1], false, 1
+	}
+}
+
+// killContainer stops one container with the pod's grace period, at least
+// minimumGracePeriodInSeconds: the runtime sends the stop signal and SIGKILLs
+// when the timeout runs out.
+func (m *Manager) killContainer(ctx context.Context, pod *corev1.Pod, cs *containerStatus, gracePeriod int64, message string) error {
+	if gracePeriod < minimumGracePeriodInSeconds {
+		gracePeriod = minimumGracePeriodInSeconds
+	}
+	if message == "" {
+		message = "Stopping container " + cs.Name
+	}
+	m.recordEvent(ctx, pod, corev1.EventTypeNormal, eventKilling, message)
+	plog.FromContext(ctx).Info("killing container", "container", cs.Name, "id", cs.ID, "gracePeriod", gracePeriod)
+	if err := m.runtime.StopContainer(ctx, cs.ID, gracePeriod); err != nil {
+		return fmt.Errorf("stop container %s (%s): %w", cs.Name, cs.ID, err)
+	}
+	return nil
+}
+
+// killContainers stops the given containers in parallel (killContainersWithSyncResult).
+func (m *Manager) killContainers(ctx context.Context, pod *corev1.Pod, containers []*containerStatus, gracePeriod int64) error {
+	var wg sync.WaitGroup
+	errs := make([]error, len(containers))
+	for i, cs := range containers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = m.killContainer(ctx, pod, cs, gracePeriod, "")
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// removeContainer removes the container and its log file (removeContainerLog).
+func (m *Manager) removeContainer(ctx context.Context, pod *corev1.Pod, cs *containerStatus) error {
+	if p := m.containerLogPath(pod, cs); p != "" {
+		if err := os.Remove(p); err != nil && !os.IsNotExist(err) {
+			plog.FromContext(ctx).Warn("removing container log", "path", p, "err", err)
+		}
+	}
+	if err := m.runtime.RemoveContainer(ctx, cs.ID); err != nil {
+		return fmt.Errorf("remove container %s (%s): %w", cs.Name, cs.ID, err)
+	}
+	return nil
+}
+
+// containerLogPath is the container's log file: the runtime's LogPath when
+// absolute, else relative to the pod's log directory.
+func (m *Manager) containerLogPath(pod *corev1.Pod, cs *containerStatus) string {
+	if filepath.IsAbs(cs.LogPath) {
+		return cs.LogPath
+	}
+	if m.cfg.LogRoot == "" {
+		return ""
+	}
+	rel := cs.LogPath
+	if rel == "" {
+		rel = filepath.Join(cs.Name, fmt.Sprintf("%d.log", cs.RestartCount))
+	}
+	return filepath.Join(m.podLogsDirectory(pod), rel)
+}

@@ -1,0 +1,545 @@
+package podmanager
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	plog "github.com/peapod-dev/peapod/internal/log"
+)
+
+// containerToStart is one container the sync will start.
+type containerToStart struct {
+	container     *corev1.Container
+	containerType string
+}
+
+// containerToKill is one running container the sync will stop, and why.
+type containerToKill struct {
+	status  *containerStatus
+	message string
+}
+
+// podActions is what computePodActions decided (kuberuntime_manager.go podActions).
+type podActions struct {
+	// KillPod: stop every container and the sandbox.
+	KillPod bool
+	// CreateSandbox: create a new sandbox (the old one, if any, is killed first).
+	CreateSandbox bool
+	// SandboxID of the existing sandbox when it is kept.
+	SandboxID string
+	// Attempt of the sandbox to create.
+	Attempt uint32
+	// NextInitContainerToStart is the init container to start next, if any.
+	NextInitContainerToStart *corev1.Container
+	// ContainersToStart are indexes into pod.Spec.Containers.
+	ContainersToStart []int
+	// ContainersToKill are running containers to stop (unknown state, changed spec).
+	ContainersToKill []containerToKill
+}
+
+func shouldRestartOnFailure(pod *corev1.Pod) bool {
+	return pod.Spec.RestartPolicy != corev1.RestartPolicyNever
+}
+
+func containerSucceeded(c *corev1.Container, podStatus *runtimePodStatus) bool {
+	cs := podStatus.FindContainerStatusByName(c.Name)
+	return cs != nil && cs.State == runtimeapi.ContainerState_CONTAINER_EXITED && cs.ExitCode == 0
+}
+
+// shouldContainerBeRestarted is kubecontainer.ShouldContainerBeRestarted.
+func shouldContainerBeRestarted(c *corev1.Container, pod *corev1.Pod, podStatus *runtimePodStatus) bool {
+	if pod.DeletionTimestamp != nil {
+		return false
+	}
+	cs := podStatus.FindContainerStatusByName(c.Name)
+	if cs == nil {
+		return true
+	}
+	switch cs.State {
+	case runtimeapi.ContainerState_CONTAINER_RUNNING:
+		return false
+	case runtimeapi.ContainerState_CONTAINER_UNKNOWN, runtimeapi.ContainerState_CONTAINER_CREATED:
+		return true
+	}
+	switch pod.Spec.RestartPolicy {
+	case corev1.RestartPolicyNever:
+		return false
+	case corev1.RestartPolicyOnFailure:
+		return cs.ExitCode != 0
+	}
+	return true
+}
+
+// podSandboxChanged: is a (new) sandbox needed? (kuberuntime_manager.go)
+func podSandboxChanged(pod *corev1.Pod, podStatus *runtimePodStatus) (bool, uint32, string) {
+	if len(podStatus.SandboxStatuses) == 0 {
+		return true, 0, ""
+	}
+	ready := 0
+	for _, s := range podStatus.SandboxStatuses {
+		if s.State == runtimeapi.PodSandboxState_SANDBOX_READY {
+			ready++
+		}
+	}
+	s := podStatus.SandboxStatuses[0]
+	attempt := s.GetMetadata().GetAttempt()
+	if ready > 1 {
+		return true, attempt + 1, s.Id
+	}
+	if s.State != runtimeapi.PodSandboxState_SANDBOX_READY {
+		return true, attempt + 1, s.Id
+	}
+	if opts := s.GetLinux().GetNamespaces().GetOptions(); opts != nil && opts.Network != namespacesForPod(pod).Network {
+		return true, attempt + 1, ""
+	}
+	if !pod.Spec.HostNetwork && s.GetNetwork().GetIp() == "" {
+		return true, attempt + 1, s.Id
+	}
+	return false, attempt, s.Id
+}
+
+func isInitContainerFailed(cs *containerStatus) bool {
+	switch cs.State {
+	case runtimeapi.ContainerState_CONTAINER_EXITED:
+		return cs.ExitCode != 0
+	case runtimeapi.ContainerState_CONTAINER_UNKNOWN:
+		return true
+	}
+	return false
+}
+
+// findNextInitContainerToRun returns the status of the last failed init
+// container, the next init container to start, and whether initialization is done.
+func findNextInitContainerToRun(pod *corev1.Pod, podStatus *runtimePodStatus) (*containerStatus, *corev1.Container, bool) {
+	inits := pod.Spec.InitContainers
+	if len(inits) == 0 {
+		return nil, nil, true
+	}
+	// Any app container running means initialization finished earlier.
+	for i := range pod.Spec.Containers {
+		if cs := podStatus.FindContainerStatusByName(pod.Spec.Containers[i].Name); cs != nil && cs.State == runtimeapi.ContainerState_CONTAINER_RUNNING {
+			return nil, nil, true
+		}
+	}
+	for i := len(inits) - 1; i >= 0; i-- {
+		if cs := podStatus.FindContainerStatusByName(inits[i].Name); cs != nil && isInitContainerFailed(cs) {
+			return cs, &inits[i], false
+		}
+	}
+	for i := len(inits) - 1; i >= 0; i-- {
+		cs := podStatus.FindContainerStatusByName(inits[i].Name)
+		if cs == nil {
+			continue
+		}
+		switch cs.State {
+		case runtimeapi.ContainerState_CONTAINER_RUNNING:
+			return nil, nil, false
+		case runtimeapi.ContainerState_CONTAINER_EXITED:
+			if i == len(inits)-1 {
+				return nil, nil, true
+			}
+			return nil, &inits[i+1], false
+		case runtimeapi.ContainerState_CONTAINER_CREATED:
+			// Created but never started (a failed start): start it again.
+			return nil, &inits[i], false
+		}
+	}
+	return nil, &inits[0], false
+}
+
+// computePodActions decides what to do to bring the runtime to the pod's spec.
+func (m *Manager) computePodActions(pod *corev1.Pod, podStatus *runtimePodStatus) podActions {
+	createSandbox, attempt, sandboxID := podSandboxChanged(pod, podStatus)
+	changes := podActions{
+		KillPod:       createSandbox,
+		CreateSandbox: createSandbox,
+		SandboxID:     sandboxID,
+		Attempt:       attempt,
+	}
+
+	if createSandbox {
+		if !shouldRestartOnFailure(pod) && attempt != 0 && len(podStatus.ContainerStatuses) != 0 {
+			// The pod ran already and must not be restarted.
+			changes.CreateSandbox = false
+			return changes
+		}
+		var toStart []int
+		for i := range pod.Spec.Containers {
+			if pod.Spec.RestartPolicy == corev1.RestartPolicyOnFailure && containerSucceeded(&pod.Spec.Containers[i], podStatus) {
+				continue
+			}
+			toStart = append(toStart, i)
+		}
+		if len(toStart) == 0 {
+			if _, _, done := findNextInitContainerToRun(pod, podStatus); done {
+				changes.CreateSandbox = false
+				return changes
+			}
+		}
+		if len(pod.Spec.InitContainers) != 0 {
+			changes.NextInitContainerToStart = &pod.Spec.InitContainers[0]
+			return changes
+		}
+		changes.ContainersToStart = toStart
+		return changes
+	}
+
+	// Initialization first: app containers wait for every init container.
+	initLast, next, done := findNextInitContainerToRun(pod, podStatus)
+	if !done {
+		if next != nil {
+			initFailed := initLast != nil && isInitContainerFailed(initLast)
+			if initFailed && !shouldRestartOnFailure(pod) {
+				changes.KillPod = true
+			} else {
+				if initLast != nil && initLast.State == runtimeapi.ContainerState_CONTAINER_UNKNOWN {
+					changes.ContainersToKill = append(changes.ContainersToKill, containerToKill{status: initLast, message: "Init container is in unknown state, try killing it before restart"})
+				}
+				changes.NextInitContainerToStart = next
+			}
+		}
+		return changes
+	}
+
+	keepCount := 0
+	for i := range pod.Spec.Containers {
+		c := &pod.Spec.Containers[i]
+		cs := podStatus.FindContainerStatusByName(c.Name)
+		if cs == nil || cs.State != runtimeapi.ContainerState_CONTAINER_RUNNING {
+			if shouldContainerBeRestarted(c, pod, podStatus) {
+				changes.ContainersToStart = append(changes.ContainersToStart, i)
+				if cs != nil && cs.State == runtimeapi.ContainerState_CONTAINER_UNKNOWN {
+					changes.ContainersToKill = append(changes.ContainersToKill, containerToKill{status: cs, message: "Container is in unknown state, try killing it before restart"})
+				}
+			}
+			continue
+		}
+		if cs.Hash != "" && cs.Hash != containerHash(c) {
+			// The spec changed (an image change): restart the container.
+			changes.ContainersToKill = append(changes.ContainersToKill, containerToKill{status: cs,
+				message: fmt.Sprintf("Container %s definition changed, will be restarted", c.Name)})
+			changes.ContainersToStart = append(changes.ContainersToStart, i)
+			continue
+		}
+		keepCount++
+	}
+	if keepCount == 0 && len(changes.ContainersToStart) == 0 {
+		changes.KillPod = true
+	}
+	return changes
+}
+
+// syncPod is the kubelet's SyncPod: compute the pod's status and write it, make
+// the pod cgroup, then compute the actions and apply them: kill the pod if a new
+// sandbox is needed, kill changed containers, create the sandbox, start the next
+// init container or the app containers (pulling images, honouring back-off).
+// It returns when the pod wants another sync (back-off expiry).
+func (m *Manager) syncPod(ctx context.Context, pod *corev1.Pod) (time.Duration, error) {
+	podStatus, err := getPodStatus(ctx, m.runtime, pod.UID, pod.Name, pod.Namespace)
+	if err != nil {
+		return time.Second, err
+	}
+	changes := m.computePodActions(pod, podStatus)
+	plog.FromContext(ctx).Debug("computed pod actions", "createSandbox", changes.CreateSandbox, "killPod", changes.KillPod,
+		"nextInit", changes.NextInitContainerToStart != nil, "start", changes.ContainersToStart, "kill", len(changes.ContainersToKill))
+
+	requeue, applied, syncErr := m.applyPodActions(ctx, pod, podStatus, changes)
+	if applied {
+		if st, err := getPodStatus(ctx, m.runtime, pod.UID, pod.Name, pod.Namespace); err == nil {
+			podStatus = st
+		} else {
+			syncErr = errors.Join(syncErr, err)
+		}
+	}
+	apiStatus := m.generateAPIPodStatus(pod, podStatus, false)
+	if err := m.status.setPodStatus(ctx, pod, apiStatus); err != nil {
+		syncErr = errors.Join(syncErr, err)
+		requeue = minPositive(requeue, time.Second)
+	}
+	m.pruneContainers(ctx, pod, podStatus)
+	return requeue, syncErr
+}
+
+func minPositive(a, b time.Duration) time.Duration {
+	if a <= 0 {
+		return b
+	}
+	if b <= 0 || a < b {
+		return a
+	}
+	return b
+}
+
+// applyPodActions applies the computed actions; applied says whether the runtime
+// changed.
+func (m *Manager) applyPodActions(ctx context.Context, pod *corev1.Pod, podStatus *runtimePodStatus, changes podActions) (requeue time.Duration, applied bool, err error) {
+	log := plog.FromContext(ctx)
+
+	// Step 1: kill the pod when its sandbox changed or nothing should run.
+	if changes.KillPod {
+		if changes.CreateSandbox {
+			log.Info("sandbox changed, the pod will be killed and re-created")
+			if len(podStatus.SandboxStatuses) > 0 {
+				m.recordEvent(ctx, pod, corev1.EventTypeNormal, eventSandboxChanged, "Pod sandbox changed, it will be killed and re-created.")
+			}
+		}
+		if kerr := m.killPod(ctx, pod, podStatus, gracePeriodForDeletion(pod)); kerr != nil {
+			m.recordEvent(ctx, pod, corev1.EventTypeWarning, eventFailedKillPod, "error killing pod: "+kerr.Error())
+			return time.Second, true, kerr
+		}
+		applied = len(podStatus.runningContainers()) > 0 || len(readySandboxes(podStatus)) > 0
+		if !changes.CreateSandbox {
+			return 0, applied, nil
+		}
+	} else {
+		// Step 2: kill the containers that must go.
+		for _, k := range changes.ContainersToKill {
+			applied = true
+			if kerr := m.killContainer(ctx, pod, k.status, gracePeriodForDeletion(pod), k.message); kerr != nil {
+				return time.Second, applied, kerr
+			}
+		}
+	}
+
+	// Step 3: the pod cgroup, then the sandbox.
+	cgroupParent, err := m.ensurePodCgroup(pod)
+	if err != nil {
+		return time.Second, applied, err
+	}
+	sandboxID := changes.SandboxID
+	sandboxConfig, err := m.generatePodSandboxConfig(pod, changes.Attempt, cgroupParent)
+	if err != nil {
+		m.recordEvent(ctx, pod, corev1.EventTypeWarning, eventFailedSandbox, "Failed to generate sandbox config: "+err.Error())
+		return time.Second, applied, err
+	}
+	podIPs := podStatus.IPs
+	if changes.CreateSandbox {
+		applied = true
+		id, err := m.runtime.RunPodSandbox(ctx, sandboxConfig, "")
+		if err != nil {
+			msg := fmt.Sprintf("Failed to create pod sandbox: %v", err)
+			m.recordEvent(ctx, pod, corev1.EventTypeWarning, eventFailedSandbox, msg)
+			return backOffPeriod, applied, fmt.Errorf("create sandbox: %w", err)
+		}
+		sandboxID = id
+		log.Info("created sandbox", "sandbox", id, "attempt", changes.Attempt)
+		resp, err := m.runtime.PodSandboxStatus(ctx, id, false)
+		if err != nil {
+			return time.Second, applied, fmt.Errorf("status of new sandbox %s: %w", id, err)
+		}
+		if !pod.Spec.HostNetwork {
+			podIPs = sandboxIPs(resp.GetStatus())
+		}
+	}
+
+	// Step 4: the next init container, or the app containers.
+	start := func(c *corev1.Container, containerType string) {
+		applied = true
+		if backoff, msg, d := m.doBackOff(ctx, pod, c, podStatus); backoff {
+			m.reasonCache.add(pod.UID, c.Name, ErrCrashLoopBackOff, msg)
+			requeue = minPositive(requeue, d)
+			return
+		}
+		msg, serr := m.startContainer(ctx, sandboxID, sandboxConfig, &containerToStart{container: c, containerType: containerType}, pod, podStatus, podIPs)
+		if serr != nil {
+			m.reasonCache.add(pod.UID, c.Name, serr, msg)
+			log.Warn("starting container failed", "container", c.Name, "reason", serr.Error(), "message", msg)
+			err = errors.Join(err, fmt.Errorf("start container %s: %w: %s", c.Name, serr, msg))
+			if errors.Is(serr, ErrImagePull) || errors.Is(serr, ErrImagePullBackOff) {
+				requeue = minPositive(requeue, m.imageBackOffRemaining(pod, c))
+			} else {
+				requeue = minPositive(requeue, time.Second)
+			}
+			return
+		}
+		m.reasonCache.remove(pod.UID, c.Name)
+	}
+	if c := changes.NextInitContainerToStart; c != nil {
+		start(c, containerTypeInit)
+		return requeue, applied, err
+	}
+	for _, i := range changes.ContainersToStart {
+		start(&pod.Spec.Containers[i], containerTypeRegular)
+	}
+	return requeue, applied, err
+}
+
+// doBackOff: a container that exited is restarted only once its back-off has
+// passed (10 s doubling to 300 s; reset after 10 minutes without a restart).
+func (m *Manager) doBackOff(ctx context.Context, pod *corev1.Pod, c *corev1.Container, podStatus *runtimePodStatus) (bool, string, time.Duration) {
+	var cs *containerStatus
+	for _, s := range podStatus.containersByName(c.Name) {
+		if s.State == runtimeapi.ContainerState_CONTAINER_EXITED {
+			cs = s
+			break
+		}
+	}
+	if cs == nil {
+		return false, "", 0
+	}
+	ts := cs.FinishedAt
+	key := backOffKey(pod, c)
+	if m.backOff.IsInBackOffSince(key, ts) {
+		m.recordEvent(ctx, pod, corev1.EventTypeWarning, eventBackOff,
+			fmt.Sprintf("Back-off restarting failed container %s in pod %s", c.Name, podDesc(pod)))
+		d := m.backOff.Get(key)
+		msg := fmt.Sprintf("back-off %s restarting failed container=%s pod=%s", d, c.Name, podDesc(pod))
+		remaining := d - m.clock.Since(ts)
+		if remaining < time.Second {
+			remaining = time.Second
+		}
+		return true, msg, remaining
+	}
+	m.backOff.Next(key, ts)
+	return false, "", 0
+}
+
+func backOffKey(pod *corev1.Pod, c *corev1.Container) string {
+	return fmt.Sprintf("%s_%s_%s_%s", pod.Name, pod.Namespace, pod.UID, c.Name)
+}
+
+func (m *Manager) imageBackOffRemaining(pod *corev1.Pod, c *corev1.Container) time.Duration {
+	d := m.imageBackOff.Get(string(pod.UID) + "_" + c.Image)
+	if d < time.Second {
+		d = time.Second
+	}
+	return d
+}
+
+func readySandboxes(podStatus *runtimePodStatus) []*runtimeapi.PodSandboxStatus {
+	var out []*runtimeapi.PodSandboxStatus
+	for _, s := range podStatus.SandboxStatuses {
+		if s.State == runtimeapi.PodSandboxState_SANDBOX_READY {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// killPod stops every running container of the pod, then every sandbox
+// (killPodWithSyncResult).
+func (m *Manager) killPod(ctx context.Context, pod *corev1.Pod, podStatus *runtimePodStatus, gracePeriod int64) error {
+	if err := m.killContainers(ctx, pod, podStatus.runningContainers(), gracePeriod); err != nil {
+		return err
+	}
+	for _, s := range readySandboxes(podStatus) {
+		if err := m.runtime.StopPodSandbox(ctx, s.Id); err != nil {
+			return fmt.Errorf("stop sandbox %s: %w", s.Id, err)
+		}
+	}
+	return nil
+}
+
+// ensurePodCgroup creates the pod's cgroup under its QoS parent with the
+// pod-level limits and returns it as the sandbox's cgroup parent.
+func (m *Manager) ensurePodCgroup(pod *corev1.Pod) (string, error) {
+	if m.cgroups == nil {
+		return "", nil
+	}
+	path := m.cgroups.PodPath(string(getPodQOS(pod)), string(pod.UID))
+	if err := m.cgroups.EnsurePod(path, podCgroupResources(pod)); err != nil {
+		return "", fmt.Errorf("pod cgroup %s: %w", path, err)
+	}
+	return path, nil
+}
+
+func (m *Manager) removePodCgroup(pod *corev1.Pod) error {
+	if m.cgroups == nil {
+		return nil
+	}
+	var errs []error
+	// The QoS class may be unknown (orphans): try every parent.
+	for _, qos := range []corev1.PodQOSClass{corev1.PodQOSGuaranteed, corev1.PodQOSBurstable, corev1.PodQOSBestEffort} {
+		path := m.cgroups.PodPath(string(qos), string(pod.UID))
+		if err := m.cgroups.RemovePod(path); err != nil {
+			errs = append(errs, fmt.Errorf("remove pod cgroup %s: %w", path, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// terminatePod kills the pod with the grace period, writes its final status,
+// then removes its containers, sandboxes and cgroup (SyncTerminatingPod and
+// SyncTerminatedPod).
+func (m *Manager) terminatePod(ctx context.Context, pod *corev1.Pod, gracePeriod int64, writeFinalStatus bool) error {
+	podStatus, err := getPodStatus(ctx, m.runtime, pod.UID, pod.Name, pod.Namespace)
+	if err != nil {
+		return err
+	}
+	if err := m.killPod(ctx, pod, podStatus, gracePeriod); err != nil {
+		return err
+	}
+	if podStatus, err = getPodStatus(ctx, m.runtime, pod.UID, pod.Name, pod.Namespace); err != nil {
+		return err
+	}
+	if writeFinalStatus {
+		// The final status: every container terminated, a terminal phase.
+		if err := m.status.setPodStatus(ctx, pod, m.generateAPIPodStatus(pod, podStatus, true)); err != nil {
+			plog.FromContext(ctx).Warn("writing final pod status", "err", err)
+		}
+	}
+	for _, cs := range podStatus.ContainerStatuses {
+		if err := m.removeContainer(ctx, pod, cs); err != nil {
+			return err
+		}
+	}
+	for _, s := range podStatus.SandboxStatuses {
+		if err := m.runtime.RemovePodSandbox(ctx, s.Id); err != nil {
+			return fmt.Errorf("remove sandbox %s: %w", s.Id, err)
+		}
+	}
+	if err := m.removePodCgroup(pod); err != nil {
+		return err
+	}
+	m.backOff.DeleteEntry(string(pod.UID))
+	for i := range pod.Spec.Containers {
+		m.backOff.DeleteEntry(backOffKey(pod, &pod.Spec.Containers[i]))
+	}
+	for i := range pod.Spec.InitContainers {
+		m.backOff.DeleteEntry(backOffKey(pod, &pod.Spec.InitContainers[i]))
+	}
+	return nil
+}
+
+// stopTerminalPod stops the sandbox of a pod in a terminal phase and removes
+// its cgroup; its containers stay for their logs and status until deletion.
+func (m *Manager) stopTerminalPod(ctx context.Context, pod *corev1.Pod) error {
+	podStatus, err := getPodStatus(ctx, m.runtime, pod.UID, pod.Name, pod.Namespace)
+	if err != nil {
+		return err
+	}
+	if err := m.killPod(ctx, pod, podStatus, gracePeriodForDeletion(pod)); err != nil {
+		return err
+	}
+	return m.removePodCgroup(pod)
+}
+
+// pruneContainers removes exited containers beyond the newest one and one
+// previous terminated attempt per container name (kept for `logs --previous`).
+func (m *Manager) pruneContainers(ctx context.Context, pod *corev1.Pod, podStatus *runtimePodStatus) {
+	names := map[string]bool{}
+	for _, cs := range podStatus.ContainerStatuses {
+		names[cs.Name] = true
+	}
+	for name := range names {
+		list := podStatus.containersByName(name)
+		keptPrevious := false
+		for _, cs := range list[1:] {
+			if cs.State == runtimeapi.ContainerState_CONTAINER_RUNNING {
+				continue
+			}
+			if !keptPrevious && cs.State == runtimeapi.ContainerState_CONTAINER_EXITED {
+				keptPrevious = true
+				continue
+			}
+			if err := m.removeContainer(ctx, pod, cs); err != nil {
+				plog.FromContext(ctx).Warn("removing old container", "container", name, "id", cs.ID, "err", err)
+			}
+		}
+	}
+}

@@ -1,0 +1,415 @@
+// Package podmanager is peapod's kubelet: it watches the pods bound to this node,
+// runs one worker per pod (keyed by UID) that computes the actions needed to bring
+// the runtime to the pod's spec (computePodActions) and applies them through the
+// CRI interfaces, relists the runtime every second to notice container exits, and
+// writes pod status through one status owner. It reaches the runtime only through
+// k8s.io/cri-api RuntimeService and ImageManagerService.
+package podmanager
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/util/flowcontrol"
+	cri "k8s.io/cri-api/pkg/apis"
+	"k8s.io/utils/clock"
+
+	plog "github.com/peapod-dev/peapod/internal/log"
+)
+
+// PodStore is what the pod manager needs from the registry (internal/registry's
+// Pods()): the pods, a watch on them, status writes, the final removal of a
+// terminated pod and events.
+type PodStore interface {
+	// ListPods returns every pod and the resourceVersion to watch from.
+	ListPods(ctx context.Context) ([]*corev1.Pod, string, error)
+	// WatchPods streams pod changes after resourceVersion rv.
+	WatchPods(ctx context.Context, rv string) (watch.Interface, error)
+	// UpdatePodStatus writes pod.Status (the status subresource); the UID is checked.
+	UpdatePodStatus(ctx context.Context, pod *corev1.Pod) (*corev1.Pod, error)
+	// DeletePodFinal removes the object once everything of the pod is stopped.
+	DeletePodFinal(ctx context.Context, namespace, name string, uid types.UID) error
+	// RecordEvent records an event about the pod.
+	RecordEvent(ctx context.Context, obj *corev1.Pod, eventType, reason, message string)
+}
+
+// CgroupManager is what the pod manager needs from internal/cgroups: the pod
+// cgroup under its QoS parent.
+type CgroupManager interface {
+	// PodPath returns the pod's cgroup (the sandbox's cgroup parent) for a QoS
+	// class ("Guaranteed", "Burstable", "BestEffort") and pod UID.
+	PodPath(qos string, uid string) string
+	// EnsurePod creates the pod cgroup (and its QoS parent) with the pod-level limits.
+	EnsurePod(path string, r *specs.LinuxResources) error
+	// RemovePod removes the pod cgroup; idempotent.
+	RemovePod(path string) error
+}
+
+// Config wires the pod manager.
+type Config struct {
+	// NodeName is this node: only pods with spec.nodeName == NodeName are run.
+	NodeName string
+	// HostIP is reported as status.hostIP(s); detected when empty.
+	HostIP string
+	// Runtime and Images are the CRI services (internal/cri/inproc or a gRPC client).
+	Runtime cri.RuntimeService
+	Images  cri.ImageManagerService
+	// Pods is the registry.
+	Pods PodStore
+	// Cgroups manages pod cgroups; nil runs pods without a pod cgroup (tests).
+	Cgroups CgroupManager
+	// LogRoot holds the pods' log directories, LogRoot/<ns>_<name>_<uid>/ (DIR/logs).
+	LogRoot string
+	// ResolvConf is the host's resolver configuration used for the pods' DNS
+	// (no cluster DNS here); default /etc/resolv.conf.
+	ResolvConf string
+	// MemoryCapacity is the machine's memory in bytes, for Burstable
+	// oom_score_adj; read from /proc/meminfo when zero.
+	MemoryCapacity int64
+	// RelistPeriod is the runtime relist period (PLEG); default 1 s.
+	RelistPeriod time.Duration
+	// Clock drives back-off, grace periods and timestamps; default the real clock.
+	Clock clock.Clock
+	// Logger; default slog.Default().
+	Logger *slog.Logger
+}
+
+const (
+	// Back-off of container restarts and image pulls, as the kubelet's.
+	backOffPeriod    = 10 * time.Second
+	maxBackOffPeriod = 300 * time.Second
+	// minimumGracePeriodInSeconds is the kubelet's floor for StopContainer.
+	minimumGracePeriodInSeconds = 2
+	// defaultTerminationGracePeriod when the pod has none.
+	defaultTerminationGracePeriod = 30
+)
+
+// Manager is the kubelet of peapod.
+type Manager struct {
+	cfg     Config
+	runtime cri.RuntimeService
+	images  cri.ImageManagerService
+	store   PodStore
+	cgroups CgroupManager
+	clock   clock.Clock
+	log     *slog.Logger
+
+	runtimeName string
+
+	backOff      *flowcontrol.Backoff // container restarts (CrashLoopBackOff)
+	imageBackOff *flowcontrol.Backoff // image pulls (ImagePullBackOff)
+	reasonCache  *reasonCache
+	status       *statusManager
+
+	mu      sync.Mutex
+	pods    map[types.UID]*podRecord
+	workers map[types.UID]*podWorker
+	synced  bool // the first list has been seen: runtime pods unknown to it are orphans
+	wg      sync.WaitGroup
+
+	pleg *pleg
+}
+
+// podRecord is the manager's view of one pod.
+type podRecord struct {
+	pod *corev1.Pod
+	// removed: the object is gone from the API (force deletion) — kill and clean up.
+	removed bool
+	// orphan: found only in the runtime (no API object); pod is synthesised from labels.
+	orphan bool
+	// terminated: a terminal pod whose sandbox has been stopped; nothing more to do
+	// until it is deleted.
+	terminated bool
+	// requeueAt asks the relist to sync the pod again at that time (back-off).
+	requeueAt time.Time
+}
+
+// New returns a pod manager; call Run.
+func New(cfg Config) *Manager {
+	if cfg.Clock == nil {
+		cfg.Clock = clock.RealClock{}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.RelistPeriod == 0 {
+		cfg.RelistPeriod = time.Second
+	}
+	if cfg.ResolvConf == "" {
+		cfg.ResolvConf = "/etc/resolv.conf"
+	}
+	if cfg.MemoryCapacity == 0 {
+		cfg.MemoryCapacity = machineMemory()
+	}
+	if cfg.HostIP == "" {
+		cfg.HostIP = detectHostIP()
+	}
+	m := &Manager{
+		cfg:          cfg,
+		runtime:      cfg.Runtime,
+		images:       cfg.Images,
+		store:        cfg.Pods,
+		cgroups:      cfg.Cgroups,
+		clock:        cfg.Clock,
+		log:          cfg.Logger,
+		backOff:      flowcontrol.NewFakeBackOff(backOffPeriod, maxBackOffPeriod, cfg.Clock),
+		imageBackOff: flowcontrol.NewFakeBackOff(backOffPeriod, maxBackOffPeriod, cfg.Clock),
+		reasonCache:  newReasonCache(),
+		pods:         map[types.UID]*podRecord{},
+		workers:      map[types.UID]*podWorker{},
+	}
+	m.status = newStatusManager(cfg.Pods)
+	m.pleg = newPLEG(cfg.Runtime)
+	return m
+}
+
+// Run watches the pods and runs them until ctx is done. Containers keep running
+// when it returns: a restarted daemon adopts them.
+func (m *Manager) Run(ctx context.Context) error {
+	ctx = plog.WithLogger(ctx, m.log.With("component", "podmanager"))
+	if err := m.init(ctx); err != nil {
+		return err
+	}
+	var runErr error
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		runErr = m.watchLoop(ctx)
+	}()
+	go func() {
+		defer wg.Done()
+		m.relistLoop(ctx)
+	}()
+	wg.Wait()
+	m.wg.Wait()
+	if runErr != nil && !errors.Is(runErr, context.Canceled) {
+		return runErr
+	}
+	return nil
+}
+
+// init asks the runtime for its name (containerIDs are "<runtimeName>://<id>").
+func (m *Manager) init(ctx context.Context) error {
+	v, err := m.runtime.Version(ctx, "v1")
+	if err != nil {
+		return fmt.Errorf("podmanager: runtime version: %w", err)
+	}
+	m.runtimeName = v.RuntimeName
+	return nil
+}
+
+// watchLoop lists the pods, then watches them; it relists when the watch ends.
+func (m *Manager) watchLoop(ctx context.Context) error {
+	log := plog.FromContext(ctx)
+	for ctx.Err() == nil {
+		pods, rv, err := m.store.ListPods(ctx)
+		if err != nil {
+			log.Error("listing pods", "err", err)
+			if !m.sleep(ctx, time.Second) {
+				break
+			}
+			continue
+		}
+		m.handleList(ctx, pods)
+		w, err := m.store.WatchPods(ctx, rv)
+		if err != nil {
+			log.Error("watching pods", "err", err)
+			if !m.sleep(ctx, time.Second) {
+				break
+			}
+			continue
+		}
+		m.consumeWatch(ctx, w)
+		w.Stop()
+	}
+	return ctx.Err()
+}
+
+func (m *Manager) consumeWatch(ctx context.Context, w watch.Interface) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case ev, ok := <-w.ResultChan():
+			if !ok {
+				return
+			}
+			switch ev.Type {
+			case watch.Added, watch.Modified:
+				if pod, ok := ev.Object.(*corev1.Pod); ok {
+					m.handlePod(ctx, pod)
+				}
+			case watch.Deleted:
+				if pod, ok := ev.Object.(*corev1.Pod); ok {
+					m.handlePodRemoved(ctx, pod)
+				}
+			case watch.Error:
+				// Too old a resourceVersion or a server error: list again.
+				return
+			}
+		}
+	}
+}
+
+func (m *Manager) sleep(ctx context.Context, d time.Duration) bool {
+	t := m.clock.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C():
+		return true
+	}
+}
+
+func (m *Manager) onThisNode(pod *corev1.Pod) bool {
+	return pod.Spec.NodeName != "" && pod.Spec.NodeName == m.cfg.NodeName
+}
+
+// handleList replaces the known pods with a full list; pods that disappeared
+// meanwhile are treated as removed.
+func (m *Manager) handleList(ctx context.Context, pods []*corev1.Pod) {
+	seen := map[types.UID]bool{}
+	for _, pod := range pods {
+		if !m.onThisNode(pod) {
+			continue
+		}
+		seen[pod.UID] = true
+		m.handlePod(ctx, pod)
+	}
+	m.mu.Lock()
+	var gone []*corev1.Pod
+	for uid, rec := range m.pods {
+		if !seen[uid] && !rec.orphan && !rec.removed {
+			gone = append(gone, rec.pod)
+		}
+	}
+	m.synced = true
+	m.mu.Unlock()
+	for _, pod := range gone {
+		m.handlePodRemoved(ctx, pod)
+	}
+}
+
+// handlePod records the pod's latest object and wakes its worker.
+func (m *Manager) handlePod(ctx context.Context, pod *corev1.Pod) {
+	if !m.onThisNode(pod) {
+		return
+	}
+	m.mu.Lock()
+	rec := m.pods[pod.UID]
+	if rec == nil {
+		rec = &podRecord{}
+		m.pods[pod.UID] = rec
+	}
+	rec.pod = pod
+	rec.orphan = false
+	m.mu.Unlock()
+	m.dispatch(ctx, pod.UID)
+}
+
+// handlePodRemoved: the object is gone from the API (force deletion, or removed
+// by us after termination); whatever still runs is killed and cleaned up.
+func (m *Manager) handlePodRemoved(ctx context.Context, pod *corev1.Pod) {
+	m.mu.Lock()
+	rec := m.pods[pod.UID]
+	if rec == nil {
+		m.mu.Unlock()
+		return
+	}
+	rec.removed = true
+	if pod != nil && rec.pod != nil && pod.DeletionTimestamp != nil {
+		rec.pod = pod
+	}
+	m.mu.Unlock()
+	m.dispatch(ctx, pod.UID)
+}
+
+// relistLoop is the PLEG: every RelistPeriod it lists the runtime's sandboxes and
+// containers and wakes the workers of pods whose state changed, of pods waiting
+// for a back-off to end, and of orphans.
+func (m *Manager) relistLoop(ctx context.Context) {
+	for {
+		m.relist(ctx)
+		if !m.sleep(ctx, m.cfg.RelistPeriod) {
+			return
+		}
+	}
+}
+
+// relist runs one PLEG pass.
+func (m *Manager) relist(ctx context.Context) {
+	changed, present, err := m.pleg.relist(ctx)
+	if err != nil {
+		plog.FromContext(ctx).Error("relisting the runtime", "err", err)
+		return
+	}
+	now := m.clock.Now()
+	var wake []types.UID
+	m.mu.Lock()
+	for uid, meta := range present {
+		if _, ok := m.pods[uid]; !ok && m.synced {
+			// Runs in the runtime but no pod exists: an orphan to kill and remove.
+			m.pods[uid] = &podRecord{pod: orphanPod(uid, meta), orphan: true}
+			changed[uid] = true
+		}
+	}
+	for uid, rec := range m.pods {
+		if changed[uid] || (!rec.requeueAt.IsZero() && !now.Before(rec.requeueAt)) {
+			rec.requeueAt = time.Time{}
+			wake = append(wake, uid)
+		}
+	}
+	m.mu.Unlock()
+	for _, uid := range wake {
+		m.dispatch(ctx, uid)
+	}
+}
+
+// requeue asks for another sync of the pod after d.
+func (m *Manager) requeue(uid types.UID, d time.Duration) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if rec := m.pods[uid]; rec != nil {
+		at := m.clock.Now().Add(d)
+		if rec.requeueAt.IsZero() || at.Before(rec.requeueAt) {
+			rec.requeueAt = at
+		}
+	}
+}
+
+// snapshot returns a copy of the pod's record.
+func (m *Manager) record(uid types.UID) (podRecord, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	rec := m.pods[uid]
+	if rec == nil {
+		return podRecord{}, false
+	}
+	return *rec, true
+}
+
+func (m *Manager) forget(uid types.UID) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.pods, uid)
+	m.status.forget(uid)
+	m.reasonCache.forget(uid)
+}
+
+func (m *Manager) markTerminated(uid types.UID) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if rec := m.pods[uid]; rec != nil {
+		rec.terminated = true
+	}
+}
