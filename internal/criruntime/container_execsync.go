@@ -1,0 +1,104 @@
+package criruntime
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	plog "github.com/peapod-dev/peapod/internal/log"
+	"github.com/peapod-dev/peapod/internal/oci"
+)
+
+// maxExecSyncOutput caps each of stdout and stderr of ExecSync, as
+// containerd's maxExecSyncSize does.
+const maxExecSyncOutput = 16 * 1024 * 1024
+
+// ExecSync runs a command in a running container and returns its output and
+// exit code. With a timeout the command is killed when it passes (no process
+// or zombie is left) and the call fails with DeadlineExceeded.
+func (s *Service) ExecSync(ctx context.Context, req *runtimeapi.ExecSyncRequest) (*runtimeapi.ExecSyncResponse, error) {
+	resp, err := s.execSync(ctx, req)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return resp, nil
+}
+
+func (s *Service) execSync(ctx context.Context, req *runtimeapi.ExecSyncRequest) (*runtimeapi.ExecSyncResponse, error) {
+	id := req.GetContainerId()
+	if len(req.GetCmd()) == 0 {
+		return nil, invalidf("exec needs a command")
+	}
+	rec, err := s.getContainer(id)
+	if err != nil {
+		return nil, err
+	}
+	if rec.State != runtimeapi.ContainerState_CONTAINER_RUNNING {
+		return nil, &StateError{Op: "exec in container", ID: id, State: rec.State.String()}
+	}
+	ctx = plog.With(ctx, "containerid", id)
+	p, err := s.execProcess(id, req.GetCmd())
+	if err != nil {
+		return nil, err
+	}
+	if t := req.GetTimeout(); t > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, time.Duration(t)*time.Second)
+		defer cancel()
+	}
+	stdout := &cappedBuffer{max: maxExecSyncOutput}
+	stderr := &cappedBuffer{max: maxExecSyncOutput}
+	code, err := s.cfg.Runc.Exec(ctx, id, p, oci.ExecOpts{Stdout: stdout, Stderr: stderr})
+	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			return nil, fmt.Errorf("command %q timed out after %ds: %w", req.GetCmd(), req.GetTimeout(), context.DeadlineExceeded)
+		}
+		return nil, fmt.Errorf("exec in container %s: %w", id, err)
+	}
+	return &runtimeapi.ExecSyncResponse{Stdout: stdout.Bytes(), Stderr: stderr.Bytes(), ExitCode: int32(code)}, nil
+}
+
+// execProcess is the container's process (user, env, cwd, capabilities)
+// running args instead, without a terminal.
+func (s *Service) execProcess(id string, args []string) (*specs.Process, error) {
+	data, err := os.ReadFile(filepath.Join(s.containerDir(id), "config.json"))
+	if err != nil {
+		return nil, fmt.Errorf("read bundle of container %s: %w", id, err)
+	}
+	var spec specs.Spec
+	if err := json.Unmarshal(data, &spec); err != nil {
+		return nil, fmt.Errorf("decode bundle of container %s: %w", id, err)
+	}
+	if spec.Process == nil {
+		return nil, fmt.Errorf("bundle of container %s has no process", id)
+	}
+	p := *spec.Process
+	p.Args = args
+	p.Terminal = false
+	p.ConsoleSize = nil
+	return &p, nil
+}
+
+// cappedBuffer keeps at most max bytes and discards the rest.
+type cappedBuffer struct {
+	bytes.Buffer
+	max int
+}
+
+func (b *cappedBuffer) Write(p []byte) (int, error) {
+	if room := b.max - b.Len(); room < len(p) {
+		if room > 0 {
+			b.Buffer.Write(p[:room])
+		}
+		return len(p), nil
+	}
+	return b.Buffer.Write(p)
+}

@@ -1,0 +1,345 @@
+package criruntime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/peapod-dev/peapod/internal/image"
+	"github.com/peapod-dev/peapod/internal/oci"
+)
+
+// containerSpec builds the OCI spec of a container in sandbox sb, as
+// containerd's containerSpec (container_create_linux.go) does.
+func (s *Service) containerSpec(ctx context.Context, rec *containerRecord, sb *sandboxRecord, img *image.Image, rootfs string) (*specs.Spec, error) {
+	config := rec.Config
+	var imgConfig v1.Config
+	if img.Config != nil {
+		imgConfig = img.Config.Config
+	}
+	sc := config.GetLinux().GetSecurityContext()
+
+	spec := oci.DefaultSpec()
+	spec.Root = &specs.Root{Path: rootfs, Readonly: sc.GetReadonlyRootfs()}
+
+	args, err := processArgs(config, imgConfig)
+	if err != nil {
+		return nil, err
+	}
+	spec.Process.Args = args
+
+	// Environment: HOSTNAME, then the image's, then the config's, each later
+	// value replacing an earlier one of the same name.
+	env := []string{oci.DefaultPathEnv}
+	if h := sb.Config.GetHostname(); h != "" {
+		env = append(env, "HOSTNAME="+h)
+	}
+	env = oci.MergeEnv(env, imgConfig.Env...)
+	for _, kv := range config.GetEnvs() {
+		env = oci.MergeEnv(env, kv.GetKey()+"="+string(kv.GetValue()))
+	}
+	spec.Process.Env = env
+
+	spec.Process.Cwd = "/"
+	if wd := config.GetWorkingDir(); wd != "" {
+		spec.Process.Cwd = wd
+	} else if imgConfig.WorkingDir != "" {
+		spec.Process.Cwd = imgConfig.WorkingDir
+	}
+
+	user, err := resolveUser(rootfs, imgConfig.User, sc)
+	if err != nil {
+		return nil, err
+	}
+	spec.Process.User = user
+
+	// Security context: the subset a pod needs (capabilities, no new
+	// privileges, masked and read-only paths, privileged).
+	if sc.GetPrivileged() {
+		if !sb.Config.GetLinux().GetSecurityContext().GetPrivileged() {
+			return nil, invalidf("a privileged container needs a privileged sandbox")
+		}
+		all := allCapabilities()
+		spec.Process.Capabilities = &specs.LinuxCapabilities{Bounding: all, Permitted: all, Effective: all}
+		spec.Linux.MaskedPaths, spec.Linux.ReadonlyPaths = nil, nil
+		spec.Linux.Resources.Devices = []specs.LinuxDeviceCgroup{{Allow: true, Access: "rwm"}}
+		for i := range spec.Mounts {
+			if spec.Mounts[i].Destination == "/sys" || spec.Mounts[i].Destination == "/sys/fs/cgroup" {
+				spec.Mounts[i].Options = replaceOption(spec.Mounts[i].Options, "ro", "rw")
+			}
+		}
+	} else if caps := sc.GetCapabilities(); caps != nil {
+		c, err := adjustCapabilities(spec.Process.Capabilities.Bounding, caps.GetAddCapabilities(), caps.GetDropCapabilities())
+		if err != nil {
+			return nil, err
+		}
+		spec.Process.Capabilities = &specs.LinuxCapabilities{Bounding: c, Permitted: c, Effective: c}
+	}
+	spec.Process.NoNewPrivileges = sc.GetNoNewPrivs()
+	if p := sc.GetMaskedPaths(); p != nil {
+		spec.Linux.MaskedPaths = p
+	}
+	if p := sc.GetReadonlyPaths(); p != nil {
+		spec.Linux.ReadonlyPaths = p
+	}
+
+	// Namespaces: the sandbox's network, IPC and UTS; PID as asked; own mount.
+	if err := s.containerNamespaces(spec, config, sb); err != nil {
+		return nil, err
+	}
+
+	// Mounts: the sandbox's files, then the config's (which override them).
+	ro := sc.GetReadonlyRootfs()
+	sandboxDir := s.sandboxDir(sb.ID)
+	for _, f := range []string{"hosts", "resolv.conf", "hostname"} {
+		oci.AddMount(spec, specs.Mount{
+			Destination: "/etc/" + f, Type: "bind", Source: filepath.Join(sandboxDir, f),
+			Options: []string{"rbind", "rprivate", rwOption(ro)},
+		})
+	}
+	oci.AddMount(spec, specs.Mount{Destination: "/dev/shm", Type: "bind", Source: s.shmSource(sb), Options: []string{"rbind", "rprivate", "rw"}})
+	for _, m := range config.GetMounts() {
+		om, err := ociMount(m)
+		if err != nil {
+			return nil, err
+		}
+		oci.AddMount(spec, om)
+	}
+
+	// Resources and cgroup.
+	spec.Linux.CgroupsPath = rec.CgroupPath
+	if r := config.GetLinux().GetResources(); r != nil {
+		applyResources(spec.Linux.Resources, r)
+		adj := oci.ClampOOMScoreAdj(int(r.GetOomScoreAdj()))
+		spec.Process.OOMScoreAdj = &adj
+	} else {
+		adj := oci.ClampOOMScoreAdj(0)
+		spec.Process.OOMScoreAdj = &adj
+	}
+	spec.Annotations = map[string]string{}
+	for k, v := range config.GetAnnotations() {
+		spec.Annotations[k] = v
+	}
+	spec.Annotations["io.kubernetes.cri.container-type"] = "container"
+	spec.Annotations["io.kubernetes.cri.sandbox-id"] = sb.ID
+	spec.Annotations["io.kubernetes.cri.container-name"] = config.GetMetadata().GetName()
+	return spec, nil
+}
+
+// processArgs merges the image's Entrypoint/Cmd with the config's
+// Command/Args as containerd (after Docker) and the kubelet do: a config
+// Command replaces the Entrypoint and drops the image Cmd; config Args replace
+// the image Cmd.
+func processArgs(config *runtimeapi.ContainerConfig, img v1.Config) ([]string, error) {
+	command, args := config.GetCommand(), config.GetArgs()
+	if len(command) == 0 {
+		if len(args) == 0 {
+			args = append([]string{}, img.Cmd...)
+		}
+		if !(len(img.Entrypoint) == 1 && img.Entrypoint[0] == "") {
+			command = append([]string{}, img.Entrypoint...)
+		}
+	}
+	if len(command) == 0 && len(args) == 0 {
+		return nil, invalidf("no command specified: neither the container config nor the image has one")
+	}
+	return append(append([]string{}, command...), args...), nil
+}
+
+// containerNamespaces points the spec at the sandbox's namespaces.
+func (s *Service) containerNamespaces(spec *specs.Spec, config *runtimeapi.ContainerConfig, sb *sandboxRecord) error {
+	sbNS := sb.Config.GetLinux().GetSecurityContext().GetNamespaceOptions()
+	pauseNS := func(t string) string { return fmt.Sprintf("/proc/%d/ns/%s", sb.Pid, t) }
+	if sb.NetNSPath != "" {
+		oci.SetNamespace(spec, specs.NetworkNamespace, sb.NetNSPath)
+		oci.SetNamespace(spec, specs.UTSNamespace, pauseNS("uts"))
+	} else {
+		oci.RemoveNamespace(spec, specs.NetworkNamespace)
+		oci.RemoveNamespace(spec, specs.UTSNamespace)
+	}
+	if sbNS.GetIpc() == runtimeapi.NamespaceMode_NODE {
+		oci.RemoveNamespace(spec, specs.IPCNamespace)
+	} else {
+		oci.SetNamespace(spec, specs.IPCNamespace, pauseNS("ipc"))
+	}
+	cNS := config.GetLinux().GetSecurityContext().GetNamespaceOptions()
+	switch {
+	case sbNS.GetPid() == runtimeapi.NamespaceMode_NODE:
+		oci.RemoveNamespace(spec, specs.PIDNamespace)
+	case cNS.GetPid() == runtimeapi.NamespaceMode_POD:
+		oci.SetNamespace(spec, specs.PIDNamespace, pauseNS("pid"))
+	case cNS.GetPid() == runtimeapi.NamespaceMode_CONTAINER:
+		oci.SetNamespace(spec, specs.PIDNamespace, "")
+	case cNS.GetPid() == runtimeapi.NamespaceMode_NODE:
+		// The kubelet asks for the host PID namespace only with a host-PID sandbox.
+		return invalidf("host PID namespace for a container needs a host-PID sandbox")
+	case cNS.GetPid() == runtimeapi.NamespaceMode_TARGET:
+		t, err := s.getContainer(cNS.GetTargetId())
+		if err != nil {
+			return fmt.Errorf("target container of PID namespace: %w", err)
+		}
+		if t.State != runtimeapi.ContainerState_CONTAINER_RUNNING && t.State != runtimeapi.ContainerState_CONTAINER_CREATED {
+			return &StateError{Op: "share the PID namespace of", ID: t.ID, State: t.State.String()}
+		}
+		oci.SetNamespace(spec, specs.PIDNamespace, fmt.Sprintf("/proc/%d/ns/pid", t.Pid))
+	}
+	oci.SetNamespace(spec, specs.MountNamespace, "")
+	return nil
+}
+
+func rwOption(ro bool) string {
+	if ro {
+		return "ro"
+	}
+	return "rw"
+}
+
+// ociMount converts a CRI mount (a host path bind) to an OCI mount.
+func ociMount(m *runtimeapi.Mount) (specs.Mount, error) {
+	src, dst := m.GetHostPath(), m.GetContainerPath()
+	if src == "" || !filepath.IsAbs(dst) {
+		return specs.Mount{}, invalidf("mount needs a host path and an absolute container path (got %q -> %q)", src, dst)
+	}
+	// As containerd does, a missing host path is created as a directory.
+	if _, err := os.Stat(src); errors.Is(err, os.ErrNotExist) {
+		if err := os.MkdirAll(src, 0o755); err != nil {
+			return specs.Mount{}, fmt.Errorf("create mount source %s: %w", src, err)
+		}
+	} else if err != nil {
+		return specs.Mount{}, fmt.Errorf("mount source %s: %w", src, err)
+	}
+	opts := []string{"rbind", rwOption(m.GetReadonly())}
+	switch m.GetPropagation() {
+	case runtimeapi.MountPropagation_PROPAGATION_PRIVATE:
+		opts = append(opts, "rprivate")
+	case runtimeapi.MountPropagation_PROPAGATION_HOST_TO_CONTAINER:
+		opts = append(opts, "rslave")
+	case runtimeapi.MountPropagation_PROPAGATION_BIDIRECTIONAL:
+		opts = append(opts, "rshared")
+	}
+	return specs.Mount{Destination: dst, Type: "bind", Source: src, Options: opts}, nil
+}
+
+// applyResources sets the config's cgroup resources on r.
+func applyResources(r *specs.LinuxResources, c *runtimeapi.LinuxContainerResources) {
+	if c.GetCpuShares() > 0 || c.GetCpuQuota() > 0 || c.GetCpuPeriod() > 0 || c.GetCpusetCpus() != "" || c.GetCpusetMems() != "" {
+		if r.CPU == nil {
+			r.CPU = &specs.LinuxCPU{}
+		}
+		if v := c.GetCpuShares(); v > 0 {
+			u := uint64(v)
+			r.CPU.Shares = &u
+		}
+		if v := c.GetCpuQuota(); v > 0 {
+			r.CPU.Quota = &v
+		}
+		if v := c.GetCpuPeriod(); v > 0 {
+			u := uint64(v)
+			r.CPU.Period = &u
+		}
+		r.CPU.Cpus = c.GetCpusetCpus()
+		r.CPU.Mems = c.GetCpusetMems()
+	}
+	if v := c.GetMemoryLimitInBytes(); v > 0 {
+		if r.Memory == nil {
+			r.Memory = &specs.LinuxMemory{}
+		}
+		r.Memory.Limit = &v
+		if sw := c.GetMemorySwapLimitInBytes(); sw > 0 {
+			r.Memory.Swap = &sw
+		}
+	}
+	for _, h := range c.GetHugepageLimits() {
+		r.HugepageLimits = append(r.HugepageLimits, specs.LinuxHugepageLimit{Pagesize: h.GetPageSize(), Limit: h.GetLimit()})
+	}
+	if len(c.GetUnified()) > 0 {
+		r.Unified = c.GetUnified()
+	}
+}
+
+func replaceOption(opts []string, old, new string) []string {
+	out := make([]string, 0, len(opts))
+	for _, o := range opts {
+		if o == old {
+			o = new
+		}
+		out = append(out, o)
+	}
+	return out
+}
+
+// capabilityNames lists every capability the kernel headers of runc 1.1 know.
+var capabilityNames = []string{
+	"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL",
+	"CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE", "CAP_NET_BIND_SERVICE",
+	"CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE",
+	"CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE", "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT",
+	"CAP_SYS_NICE", "CAP_SYS_RESOURCE", "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE",
+	"CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN",
+	"CAP_SYSLOG", "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF",
+	"CAP_CHECKPOINT_RESTORE",
+}
+
+func allCapabilities() []string { return append([]string{}, capabilityNames...) }
+
+// adjustCapabilities applies the CRI's add and drop lists ("ALL" allowed,
+// names with or without CAP_) to base, as containerd does: drop first, then add.
+func adjustCapabilities(base, add, drop []string) ([]string, error) {
+	norm := func(c string) (string, error) {
+		c = strings.ToUpper(c)
+		if c == "ALL" {
+			return c, nil
+		}
+		if !strings.HasPrefix(c, "CAP_") {
+			c = "CAP_" + c
+		}
+		for _, k := range capabilityNames {
+			if k == c {
+				return c, nil
+			}
+		}
+		return "", invalidf("unknown capability %q", c)
+	}
+	set := map[string]bool{}
+	for _, c := range base {
+		set[c] = true
+	}
+	for _, c := range drop {
+		n, err := norm(c)
+		if err != nil {
+			return nil, err
+		}
+		if n == "ALL" {
+			set = map[string]bool{}
+			continue
+		}
+		delete(set, n)
+	}
+	for _, c := range add {
+		n, err := norm(c)
+		if err != nil {
+			return nil, err
+		}
+		if n == "ALL" {
+			for _, k := range capabilityNames {
+				set[k] = true
+			}
+			continue
+		}
+		set[n] = true
+	}
+	var out []string
+	for _, k := range capabilityNames {
+		if set[k] {
+			out = append(out, k)
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,74 @@
+package criruntime
+
+import (
+	"context"
+	"encoding/json"
+
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+// ContainerStatus returns the status of a container.
+func (s *Service) ContainerStatus(ctx context.Context, req *runtimeapi.ContainerStatusRequest) (*runtimeapi.ContainerStatusResponse, error) {
+	rec, err := s.getContainer(req.GetContainerId())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	resp := &runtimeapi.ContainerStatusResponse{Status: containerStatus(&rec)}
+	if req.GetVerbose() {
+		info, _ := json.Marshal(map[string]any{
+			"pid":        rec.Pid,
+			"monitorPid": rec.MonitorPID,
+			"sandboxID":  rec.SandboxID,
+			"cgroupPath": rec.CgroupPath,
+			"name":       rec.Name,
+		})
+		resp.Info = map[string]string{"info": string(info)}
+	}
+	return resp, nil
+}
+
+func containerStatus(r *containerRecord) *runtimeapi.ContainerStatus {
+	st := &runtimeapi.ContainerStatus{
+		Id:          r.ID,
+		Metadata:    r.Config.GetMetadata(),
+		State:       r.State,
+		CreatedAt:   r.CreatedAt,
+		StartedAt:   r.StartedAt,
+		FinishedAt:  r.FinishedAt,
+		ExitCode:    r.ExitCode,
+		Image:       imageSpec(r),
+		ImageRef:    imageRef(r),
+		ImageId:     r.ImageRef,
+		Reason:      r.Reason,
+		Message:     r.Message,
+		Labels:      r.Config.GetLabels(),
+		Annotations: r.Config.GetAnnotations(),
+		Mounts:      r.Config.GetMounts(),
+		LogPath:     r.LogPath,
+		Resources:   &runtimeapi.ContainerResources{Linux: r.Config.GetLinux().GetResources()},
+	}
+	if r.State != runtimeapi.ContainerState_CONTAINER_EXITED {
+		// Reason and message describe how a container ended (StartError is
+		// recorded before the exit arrives).
+		st.ExitCode, st.FinishedAt = 0, 0
+	}
+	return st
+}
+
+// imageSpec is the image as the container config named it.
+func imageSpec(r *containerRecord) *runtimeapi.ImageSpec {
+	return &runtimeapi.ImageSpec{
+		Image:              r.ImageName,
+		Annotations:        r.Config.GetImage().GetAnnotations(),
+		UserSpecifiedImage: r.Config.GetImage().GetUserSpecifiedImage(),
+	}
+}
+
+// imageRef is the image's repo digest when it has one, else its ID, as the
+// kubelet shows in containerStatuses[].imageID.
+func imageRef(r *containerRecord) string {
+	if r.RepoDigest != "" {
+		return r.RepoDigest
+	}
+	return r.ImageRef
+}
