@@ -12,6 +12,8 @@ import (
 	"strings"
 	"sync"
 
+	"google.golang.org/grpc/codes"
+	grpcstatus "google.golang.org/grpc/status"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -475,7 +477,7 @@ func (m *Manager) killContainer(ctx context.Context, pod *corev1.Pod, cs *contai
 	}
 	m.recordEvent(ctx, pod, corev1.EventTypeNormal, eventKilling, message)
 	plog.FromContext(ctx).Info("killing container", "container", cs.Name, "id", cs.ID, "gracePeriod", gracePeriod)
-	if err := m.runtime.StopContainer(ctx, cs.ID, gracePeriod); err != nil {
+	if err := m.runtime.StopContainer(ctx, cs.ID, gracePeriod); err != nil && !isNotFound(err) {
 		return fmt.Errorf("stop container %s (%s): %w", cs.Name, cs.ID, err)
 	}
 	return nil
@@ -503,7 +505,7 @@ func (m *Manager) removeContainer(ctx context.Context, pod *corev1.Pod, cs *cont
 			plog.FromContext(ctx).Warn("removing container log", "path", p, "err", err)
 		}
 	}
-	if err := m.runtime.RemoveContainer(ctx, cs.ID); err != nil {
+	if err := m.runtime.RemoveContainer(ctx, cs.ID); err != nil && !isNotFound(err) {
 		return fmt.Errorf("remove container %s (%s): %w", cs.Name, cs.ID, err)
 	}
 	return nil
@@ -523,4 +525,10 @@ func (m *Manager) containerLogPath(pod *corev1.Pod, cs *containerStatus) string 
 		rel = filepath.Join(cs.Name, fmt.Sprintf("%d.log", cs.RestartCount))
 	}
 	return filepath.Join(m.podLogsDirectory(pod), rel)
+}
+
+// isNotFound: the runtime no longer has it (gRPC NotFound); stopping or removing
+// it again is done.
+func isNotFound(err error) bool {
+	return grpcstatus.Code(err) == codes.NotFound
 }

@@ -282,11 +282,9 @@ func (m *Manager) applyPodActions(ctx context.Context, pod *corev1.Pod, podStatu
 
 	// Step 1: kill the pod when its sandbox changed or nothing should run.
 	if changes.KillPod {
-		if changes.CreateSandbox {
+		if changes.CreateSandbox && len(podStatus.SandboxStatuses) > 0 {
 			log.Info("sandbox changed, the pod will be killed and re-created")
-			if len(podStatus.SandboxStatuses) > 0 {
-				m.recordEvent(ctx, pod, corev1.EventTypeNormal, eventSandboxChanged, "Pod sandbox changed, it will be killed and re-created.")
-			}
+			m.recordEvent(ctx, pod, corev1.EventTypeNormal, eventSandboxChanged, "Pod sandbox changed, it will be killed and re-created.")
 		}
 		if kerr := m.killPod(ctx, pod, podStatus, gracePeriodForDeletion(pod)); kerr != nil {
 			m.recordEvent(ctx, pod, corev1.EventTypeWarning, eventFailedKillPod, "error killing pod: "+kerr.Error())
@@ -428,7 +426,7 @@ func (m *Manager) killPod(ctx context.Context, pod *corev1.Pod, podStatus *runti
 		return err
 	}
 	for _, s := range readySandboxes(podStatus) {
-		if err := m.runtime.StopPodSandbox(ctx, s.Id); err != nil {
+		if err := m.runtime.StopPodSandbox(ctx, s.Id); err != nil && !isNotFound(err) {
 			return fmt.Errorf("stop sandbox %s: %w", s.Id, err)
 		}
 	}
@@ -489,7 +487,7 @@ func (m *Manager) terminatePod(ctx context.Context, pod *corev1.Pod, gracePeriod
 		}
 	}
 	for _, s := range podStatus.SandboxStatuses {
-		if err := m.runtime.RemovePodSandbox(ctx, s.Id); err != nil {
+		if err := m.runtime.RemovePodSandbox(ctx, s.Id); err != nil && !isNotFound(err) {
 			return fmt.Errorf("remove sandbox %s: %w", s.Id, err)
 		}
 	}

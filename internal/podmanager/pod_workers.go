@@ -70,8 +70,9 @@ func (m *Manager) syncOnce(ctx context.Context, uid types.UID) bool {
 		return true
 	}
 	pod := rec.pod
-	ctx = plog.With(ctx, "pod", podDesc(pod))
-	log := plog.FromContext(ctx)
+	log := m.log.With("pod", podDesc(pod))
+	ctx = plog.WithLogger(ctx, log)
+	m.clearRequeue(uid)
 
 	switch {
 	case rec.orphan || rec.removed:

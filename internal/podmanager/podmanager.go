@@ -387,7 +387,16 @@ func (m *Manager) requeue(uid types.UID, d time.Duration) {
 	}
 }
 
-// snapshot returns a copy of the pod's record.
+// clearRequeue: a sync is starting, it asks again for what it still needs.
+func (m *Manager) clearRequeue(uid types.UID) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if rec := m.pods[uid]; rec != nil {
+		rec.requeueAt = time.Time{}
+	}
+}
+
+// record returns a copy of the pod's record.
 func (m *Manager) record(uid types.UID) (podRecord, bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
