@@ -52,7 +52,7 @@ func (s *Service) createContainer(ctx context.Context, req *runtimeapi.CreateCon
 
 	id := newID()
 	name := makeContainerName(config.GetMetadata(), sandboxConfig.GetMetadata())
-	ctx = plog.With(ctx, "containerid", id, "container", config.GetMetadata().GetName(), "podsandboxid", sb.ID)
+	ctx = s.logWith(ctx, "containerid", id, "container", config.GetMetadata().GetName(), "podsandboxid", sb.ID)
 	log := plog.FromContext(ctx)
 	if err := s.reserveName(name, id); err != nil {
 		return "", fmt.Errorf("reserve container name: %w", err)

@@ -13,7 +13,6 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
-	plog "github.com/peapod-dev/peapod/internal/log"
 	"github.com/peapod-dev/peapod/internal/oci"
 )
 
@@ -44,7 +43,7 @@ func (s *Service) execSync(ctx context.Context, req *runtimeapi.ExecSyncRequest)
 	if rec.State != runtimeapi.ContainerState_CONTAINER_RUNNING {
 		return nil, &StateError{Op: "exec in container", ID: id, State: rec.State.String()}
 	}
-	ctx = plog.With(ctx, "containerid", id)
+	ctx = s.logWith(ctx, "containerid", id)
 	p, err := s.execProcess(id, req.GetCmd())
 	if err != nil {
 		return nil, err

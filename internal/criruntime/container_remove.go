@@ -31,7 +31,7 @@ func (s *Service) removeContainer(ctx context.Context, id string) error {
 	if err != nil {
 		return nil // already removed
 	}
-	ctx = plog.With(ctx, "containerid", id, "podsandboxid", rec.SandboxID)
+	ctx = s.logWith(ctx, "containerid", id)
 	if rec.State == runtimeapi.ContainerState_CONTAINER_CREATED || rec.State == runtimeapi.ContainerState_CONTAINER_RUNNING {
 		if err := s.killContainer(ctx, rec, 0); err != nil {
 			return fmt.Errorf("stop container before removal: %w", err)

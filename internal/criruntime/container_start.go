@@ -26,7 +26,7 @@ func (s *Service) startContainer(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
-	ctx = plog.With(ctx, "containerid", id, "podsandboxid", rec.SandboxID)
+	ctx = s.logWith(ctx, "containerid", id, "podsandboxid", rec.SandboxID)
 	if rec.State != runtimeapi.ContainerState_CONTAINER_CREATED {
 		return &StateError{Op: "start container", ID: id, State: rec.State.String()}
 	}

@@ -40,7 +40,7 @@ func (s *Service) stopContainer(ctx context.Context, id string, timeout time.Dur
 	if rec.State != runtimeapi.ContainerState_CONTAINER_RUNNING {
 		return nil
 	}
-	return s.killContainer(plog.With(ctx, "containerid", id), rec, timeout)
+	return s.killContainer(s.logWith(ctx, "containerid", id), rec, timeout)
 }
 
 // killContainer signals a created or running container and waits for its

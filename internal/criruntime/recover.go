@@ -49,7 +49,7 @@ func (s *Service) recover(ctx context.Context) error {
 				s.watchExit(c.MonitorPID, c.MonitorStartTime, c.ID)
 				continue
 			}
-			s.handleExit(plog.With(ctx, "containerid", c.ID), c.ID)
+			s.handleExit(s.logWith(ctx, "containerid", c.ID), c.ID)
 		default:
 			s.closeExited(c.ID)
 		}

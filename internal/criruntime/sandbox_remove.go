@@ -6,8 +6,6 @@ import (
 	"fmt"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
-
-	plog "github.com/peapod-dev/peapod/internal/log"
 )
 
 // RemovePodSandbox removes a sandbox: it is stopped first if need be, its
@@ -31,7 +29,6 @@ func (s *Service) removePodSandbox(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
-	ctx = plog.With(ctx, "podsandboxid", id)
 	// Stopping is idempotent and covers a sandbox that is READY, or NOTREADY
 	// with its network not yet torn down.
 	if err := s.stopPodSandbox(ctx, id); err != nil {
@@ -60,6 +57,6 @@ func (s *Service) removePodSandbox(ctx context.Context, id string) error {
 	if s.names[sb.Name] == id {
 		delete(s.names, sb.Name)
 	}
-	plog.FromContext(ctx).Info("pod sandbox removed")
+	s.logger(ctx).Info("pod sandbox removed", "podsandboxid", id)
 	return nil
 }

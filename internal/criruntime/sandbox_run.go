@@ -46,7 +46,7 @@ func (s *Service) runPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandb
 	}
 	id := newID()
 	name := makeSandboxName(config.GetMetadata())
-	ctx = plog.With(ctx, "podsandboxid", id, "pod", config.GetMetadata().GetNamespace()+"/"+config.GetMetadata().GetName())
+	ctx = s.logWith(ctx, "podsandboxid", id, "pod", config.GetMetadata().GetNamespace()+"/"+config.GetMetadata().GetName())
 	log := plog.FromContext(ctx)
 	log.Debug("run pod sandbox")
 

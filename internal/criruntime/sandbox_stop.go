@@ -8,7 +8,6 @@ import (
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
-	plog "github.com/peapod-dev/peapod/internal/log"
 	"github.com/peapod-dev/peapod/internal/netns"
 )
 
@@ -37,8 +36,7 @@ func (s *Service) stopPodSandbox(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
-	ctx = plog.With(ctx, "podsandboxid", id)
-	log := plog.FromContext(ctx)
+	log := s.logger(ctx).With("podsandboxid", id)
 
 	var errs []error
 	for _, c := range s.sandboxContainers(id) {
@@ -86,7 +84,7 @@ func (s *Service) killSandboxContainer(ctx context.Context, id string) error {
 	if rec.State != runtimeapi.ContainerState_CONTAINER_CREATED && rec.State != runtimeapi.ContainerState_CONTAINER_RUNNING {
 		return nil
 	}
-	return s.killContainer(plog.With(ctx, "containerid", id), rec, 0)
+	return s.killContainer(s.logWith(ctx, "containerid", id), rec, 0)
 }
 
 // stopPause kills the pause process, waits for it to be gone and deletes the

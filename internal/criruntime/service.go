@@ -276,3 +276,16 @@ func (k *keyedMutex) lock(id string) func() {
 		k.mu.Unlock()
 	}
 }
+
+// logger is the context's logger, or the Service's when the caller set none.
+func (s *Service) logger(ctx context.Context) *slog.Logger {
+	if l := plog.FromContext(ctx); l != slog.Default() {
+		return l
+	}
+	return s.log
+}
+
+// logWith returns ctx carrying the logger with args added.
+func (s *Service) logWith(ctx context.Context, args ...any) context.Context {
+	return plog.WithLogger(ctx, s.logger(ctx).With(args...))
+}
