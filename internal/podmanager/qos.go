@@ -6,6 +6,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	corev1 "k8s.io/api/core/v1"
@@ -284,3 +285,5 @@ func detectHostIP() string {
 	}
 	return "127.0.0.1"
 }
+
+func secondsDuration(s int64) time.Duration { return time.Duration(s) * time.Second }
