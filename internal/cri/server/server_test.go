@@ -67,7 +67,9 @@ func TestServeOverSocket(t *testing.T) {
 	sock := filepath.Join(d.Run, "cri.sock")
 	ready := make(chan struct{})
 	done := make(chan error, 1)
-	go func() { done <- server.Serve(ctx, sock, rt, criimage.New(imgs, clock.RealClock{}), func() { close(ready) }) }()
+	go func() {
+		done <- server.Serve(ctx, sock, rt, criimage.New(imgs, clock.RealClock{}), func() { close(ready) })
+	}()
 	select {
 	case <-ready:
 	case err := <-done:
