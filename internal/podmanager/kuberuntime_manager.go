@@ -518,26 +518,41 @@ func (m *Manager) stopTerminalPod(ctx context.Context, pod *corev1.Pod) error {
 }
 
 // pruneContainers removes exited containers beyond the newest one and one
-// previous terminated attempt per container name (kept for `logs --previous`).
+// previous terminated attempt per container name (kept for `logs --previous`),
+// and stopped sandboxes other than the newest that no kept container uses (the
+// kubelet's container GC, per pod).
 func (m *Manager) pruneContainers(ctx context.Context, pod *corev1.Pod, podStatus *runtimePodStatus) {
+	log := plog.FromContext(ctx)
 	names := map[string]bool{}
 	for _, cs := range podStatus.ContainerStatuses {
 		names[cs.Name] = true
 	}
+	used := map[string]bool{}
 	for name := range names {
 		list := podStatus.containersByName(name)
+		used[list[0].SandboxID] = true
 		keptPrevious := false
 		for _, cs := range list[1:] {
 			if cs.State == runtimeapi.ContainerState_CONTAINER_RUNNING {
+				used[cs.SandboxID] = true
 				continue
 			}
 			if !keptPrevious && cs.State == runtimeapi.ContainerState_CONTAINER_EXITED {
 				keptPrevious = true
+				used[cs.SandboxID] = true
 				continue
 			}
 			if err := m.removeContainer(ctx, pod, cs); err != nil {
-				plog.FromContext(ctx).Warn("removing old container", "container", name, "id", cs.ID, "err", err)
+				log.Warn("removing old container", "container", name, "id", cs.ID, "err", err)
 			}
+		}
+	}
+	for i, s := range podStatus.SandboxStatuses {
+		if i == 0 || s.State == runtimeapi.PodSandboxState_SANDBOX_READY || used[s.Id] {
+			continue
+		}
+		if err := m.runtime.RemovePodSandbox(ctx, s.Id); err != nil && !isNotFound(err) {
+			log.Warn("removing old sandbox", "sandbox", s.Id, "err", err)
 		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
 
 	plog "github.com/peapod-dev/peapod/internal/log"
@@ -91,7 +92,7 @@ func (m *Manager) syncOnce(ctx context.Context, uid types.UID) bool {
 			m.requeue(uid, time.Second)
 			return false
 		}
-		if err := m.store.DeletePodFinal(ctx, pod.Namespace, pod.Name, pod.UID); err != nil {
+		if err := m.store.DeletePodFinal(ctx, pod.Namespace, pod.Name, pod.UID); err != nil && !apierrors.IsNotFound(err) {
 			log.Error("deleting terminated pod", "err", err)
 			m.requeue(uid, time.Second)
 			return false
