@@ -59,6 +59,7 @@ func (s *Service) containerSpec(ctx context.Context, rec *containerRecord, sb *s
 		return nil, err
 	}
 	spec.Process.User = user
+	rec.UID, rec.GID, rec.Groups = user.UID, user.GID, user.AdditionalGids
 
 	// Security context: the subset a pod needs (capabilities, no new
 	// privileges, masked and read-only paths, privileged).
@@ -106,6 +107,9 @@ func (s *Service) containerSpec(ctx context.Context, rec *containerRecord, sb *s
 	}
 	oci.AddMount(spec, specs.Mount{Destination: "/dev/shm", Type: "bind", Source: s.shmSource(sb), Options: []string{"rbind", "rprivate", "rw"}})
 	for _, m := range config.GetMounts() {
+		if m.GetRecursiveReadOnly() && !s.rro {
+			return nil, invalidf("recursive read-only mount %s: runc here does not support it", m.GetContainerPath())
+		}
 		om, err := ociMount(m)
 		if err != nil {
 			return nil, err
@@ -216,6 +220,17 @@ func ociMount(m *runtimeapi.Mount) (specs.Mount, error) {
 		return specs.Mount{}, fmt.Errorf("mount source %s: %w", src, err)
 	}
 	opts := []string{"rbind", rwOption(m.GetReadonly())}
+	if m.GetRecursiveReadOnly() {
+		// As containerd: recursive read-only needs a read-only, private
+		// mount; runc applies it with mount_setattr (option "rro").
+		if !m.GetReadonly() {
+			return specs.Mount{}, invalidf("recursive read-only mount %s must be read-only", dst)
+		}
+		if m.GetPropagation() != runtimeapi.MountPropagation_PROPAGATION_PRIVATE {
+			return specs.Mount{}, invalidf("recursive read-only mount %s must have private propagation", dst)
+		}
+		opts = []string{"rbind", "rro"}
+	}
 	switch m.GetPropagation() {
 	case runtimeapi.MountPropagation_PROPAGATION_PRIVATE:
 		opts = append(opts, "rprivate")

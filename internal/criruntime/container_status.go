@@ -47,6 +47,11 @@ func containerStatus(r *containerRecord) *runtimeapi.ContainerStatus {
 		LogPath:     r.LogPath,
 		Resources:   &runtimeapi.ContainerResources{Linux: r.Config.GetLinux().GetResources()},
 	}
+	groups := make([]int64, 0, len(r.Groups))
+	for _, g := range r.Groups {
+		groups = append(groups, int64(g))
+	}
+	st.User = &runtimeapi.ContainerUser{Linux: &runtimeapi.LinuxContainerUser{Uid: int64(r.UID), Gid: int64(r.GID), SupplementalGroups: groups}}
 	if r.State != runtimeapi.ContainerState_CONTAINER_EXITED {
 		// Reason and message describe how a container ended (StartError is
 		// recorded before the exit arrives).

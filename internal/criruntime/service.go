@@ -81,6 +81,9 @@ type Service struct {
 
 	pauseOnce sync.Mutex // guards preparing DIR/pause/rootfs
 
+	// rro: runc supports recursive read-only mounts.
+	rro bool
+
 	// ctx ends when the Service is closed; exit watchers run under it.
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -131,6 +134,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		ctx:        plog.WithLogger(sctx, cfg.Logger),
 		cancel:     cancel,
 	}
+	s.rro = probeRecursiveReadOnly(ctx, cfg.Runc.Binary)
 	if err := s.preparePauseRootfs(); err != nil {
 		s.Close()
 		return nil, err

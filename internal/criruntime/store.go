@@ -65,6 +65,11 @@ type containerRecord struct {
 	LogPath          string `json:"logPath,omitempty"`
 	CgroupPath       string `json:"cgroupPath"`
 	StopSignal       string `json:"stopSignal,omitempty"`
+	// UID, GID and Groups are the identity of the container's process
+	// (ContainerStatus.User).
+	UID    uint32   `json:"uid"`
+	GID    uint32   `json:"gid"`
+	Groups []uint32 `json:"groups,omitempty"`
 	// Stopping is set once StopContainer has been asked to stop it; the exit
 	// is then not reported as OOM unless the cgroup says so.
 	Stopping bool `json:"stopping,omitempty"`

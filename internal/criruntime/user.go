@@ -106,7 +106,9 @@ func resolveUser(rootfs, imageUser string, sc *runtimeapi.LinuxContainerSecurity
 	}
 
 	gids := []uint32{u.GID}
-	if username != "" {
+	// SupplementalGroupsPolicy Strict: only the groups asked for, not those
+	// /etc/group gives the user.
+	if username != "" && sc.GetSupplementalGroupsPolicy() != runtimeapi.SupplementalGroupsPolicy_Strict {
 		for _, g := range groups {
 			if slices.Contains(g.members, username) && !slices.Contains(gids, g.gid) {
 				gids = append(gids, g.gid)

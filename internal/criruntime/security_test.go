@@ -1,0 +1,108 @@
+package criruntime_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+	"google.golang.org/grpc/codes"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+// Users and groups from the security context and the image's /etc/group,
+// with both SupplementalGroupsPolicy values; host path mounts read-write,
+// read-only and recursively read-only.
+func TestUsersAndMounts(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	st, err := e.svc.Status(ctx, &runtimeapi.StatusRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !st.Features.GetSupplementalGroupsPolicy() || !st.RuntimeHandlers[0].GetFeatures().GetRecursiveReadOnlyMounts() {
+		t.Errorf("features not advertised: %v %v", st.Features, st.RuntimeHandlers)
+	}
+
+	host := t.TempDir()
+	rw, ro := filepath.Join(host, "rw"), filepath.Join(host, "ro")
+	sub := filepath.Join(ro, "sub")
+	if err := os.MkdirAll(sub, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(rw, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(rw, 0o777)
+	if err := unix.Mount("tmpfs", sub, "tmpfs", 0, "mode=0777"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Unmount(sub, unix.MNT_DETACH) })
+
+	sbc := e.sandboxConfig("sec", runtimeapi.NamespaceMode_POD)
+	sb := e.runSandbox(sbc)
+	mk := func(name string, policy runtimeapi.SupplementalGroupsPolicy) *runtimeapi.ContainerConfig {
+		c := containerConfig(name, runtimeapi.NamespaceMode_POD, "sleep", "1000")
+		sc := c.Linux.SecurityContext
+		sc.RunAsUser = &runtimeapi.Int64Value{Value: 1000}
+		sc.SupplementalGroups = []int64{2000}
+		sc.SupplementalGroupsPolicy = policy
+		c.Mounts = []*runtimeapi.Mount{
+			{HostPath: rw, ContainerPath: "/rw"},
+			{HostPath: ro, ContainerPath: "/ro", Readonly: true},
+			{HostPath: ro, ContainerPath: "/rro", Readonly: true, RecursiveReadOnly: true, Propagation: runtimeapi.MountPropagation_PROPAGATION_PRIVATE},
+		}
+		return c
+	}
+	merge := e.runContainer(sb, sbc, mk("merge", runtimeapi.SupplementalGroupsPolicy_Merge))
+	strict := e.runContainer(sb, sbc, mk("strict", runtimeapi.SupplementalGroupsPolicy_Strict))
+
+	if out := e.execUntil(merge, "id", "-G"); !sameFields(out, "1000 100 2000") {
+		t.Errorf("groups with policy Merge: %q", out)
+	}
+	if out := e.execUntil(strict, "id", "-G"); !sameFields(out, "1000 2000") {
+		t.Errorf("groups with policy Strict: %q", out)
+	}
+	if u := e.status(strict).GetUser().GetLinux(); u.GetUid() != 1000 || u.GetGid() != 1000 || !slices.Equal(u.GetSupplementalGroups(), []int64{1000, 2000}) {
+		t.Errorf("ContainerStatus.User: %v", u)
+	}
+
+	e.execUntil(merge, "touch", "/rw/file")
+	var fst unix.Stat_t
+	if err := unix.Stat(filepath.Join(rw, "file"), &fst); err != nil || fst.Uid != 1000 {
+		t.Errorf("file written through the read-write mount: uid %d, %v", fst.Uid, err)
+	}
+	run := func(cmd ...string) int32 {
+		resp, err := e.svc.ExecSync(ctx, &runtimeapi.ExecSyncRequest{ContainerId: merge, Cmd: cmd})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.ExitCode
+	}
+	if run("touch", "/ro/file") == 0 {
+		t.Error("wrote to a read-only mount")
+	}
+	if run("touch", "/ro/sub/file") != 0 {
+		t.Error("could not write to a submount of a (non-recursive) read-only mount")
+	}
+	if run("touch", "/rro/sub/file2") == 0 {
+		t.Error("wrote to a submount of a recursive read-only mount")
+	}
+
+	// Recursive read-only needs read-only and private propagation.
+	c := containerConfig("bad", runtimeapi.NamespaceMode_POD, "true")
+	c.Mounts = []*runtimeapi.Mount{{HostPath: ro, ContainerPath: "/x", RecursiveReadOnly: true}}
+	if _, err := e.svc.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{PodSandboxId: sb, Config: c, SandboxConfig: sbc}); code(err) != codes.InvalidArgument {
+		t.Errorf("recursive read-only without read-only: %v", err)
+	}
+}
+
+func sameFields(got, want string) bool {
+	g, w := strings.Fields(got), strings.Fields(want)
+	slices.Sort(g)
+	slices.Sort(w)
+	return slices.Equal(g, w)
+}
