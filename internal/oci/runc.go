@@ -53,11 +53,17 @@ type CreateOpts struct {
 // ExecOpts are the options of Exec. Nil stdio means /dev/null.
 type ExecOpts struct {
 	Stdin  io.Reader
+	// Stdout receives the terminal's output when the process has Terminal
+	// set; Stderr is then unused.
 	Stdout io.Writer
 	Stderr io.Writer
-	// ConsoleSocket is the AF_UNIX socket that receives the pty master when
-	// the process has Terminal set.
-	ConsoleSocket string
+	// Resize changes the terminal's size, for a process with Terminal set.
+	Resize <-chan TerminalSize
+}
+
+// TerminalSize is a terminal's size in characters.
+type TerminalSize struct {
+	Width, Height uint16
 }
 
 // State is what `runc state` reports.
@@ -149,7 +155,8 @@ func (r *Runc) Update(ctx context.Context, id string, res *specs.LinuxResources)
 // Exec runs p in the container with the given stdio and returns its exit
 // code, 128+signal when a signal ended it. runc stays the parent of the
 // process and reaps it, so nothing is left behind. When ctx ends first the
-// process is killed and the error wraps ctx.Err().
+// process is killed and the error wraps ctx.Err(). A process with Terminal
+// set gets a terminal whose output goes to o.Stdout.
 func (r *Runc) Exec(ctx context.Context, id string, p *specs.Process, o ExecOpts) (exitCode int, retErr error) {
 	dir, err := os.MkdirTemp("", "peapod-exec-")
 	if err != nil {
@@ -157,28 +164,35 @@ func (r *Runc) Exec(ctx context.Context, id string, p *specs.Process, o ExecOpts
 	}
 	defer os.RemoveAll(dir)
 
+	procFile := filepath.Join(dir, "process.json")
+	pidFile := filepath.Join(dir, "pid")
+	logFile := filepath.Join(dir, "log.json")
+	// Not exec.CommandContext: on cancel the process in the container must
+	// die, not only runc, or it would be left running.
+	cmd := r.command(logFile, "exec", "--process", procFile, "--pid-file", pidFile, id)
+	var term *terminal
+	if p.Terminal {
+		if term, err = newTerminal(cmd, o); err != nil {
+			return -1, fmt.Errorf("runc exec %s: %w", id, err)
+		}
+		defer term.close()
+		if term.size != nil {
+			// The process starts with its size rather than get it later.
+			withSize := *p
+			withSize.ConsoleSize = &specs.Box{Height: uint(term.size.Height), Width: uint(term.size.Width)}
+			p = &withSize
+		}
+	} else {
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = o.Stdin, o.Stdout, o.Stderr
+		cmd.WaitDelay = execWaitDelay
+	}
 	data, err := json.Marshal(p)
 	if err != nil {
 		return -1, fmt.Errorf("runc exec %s: encoding process: %w", id, err)
 	}
-	procFile := filepath.Join(dir, "process.json")
 	if err := os.WriteFile(procFile, data, 0o600); err != nil {
 		return -1, fmt.Errorf("runc exec %s: %w", id, err)
 	}
-	pidFile := filepath.Join(dir, "pid")
-	logFile := filepath.Join(dir, "log.json")
-
-	args := []string{"exec", "--process", procFile, "--pid-file", pidFile}
-	if o.ConsoleSocket != "" {
-		args = append(args, "--console-socket", o.ConsoleSocket)
-	}
-	args = append(args, id)
-
-	// Not exec.CommandContext: on cancel the process in the container must
-	// die, not only runc, or it would be left running.
-	cmd := r.command(logFile, args...)
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = o.Stdin, o.Stdout, o.Stderr
-	cmd.WaitDelay = execWaitDelay
 	if err := cmd.Start(); err != nil {
 		return -1, fmt.Errorf("runc exec %s: %w", id, err)
 	}
@@ -192,8 +206,14 @@ func (r *Runc) Exec(ctx context.Context, id string, p *specs.Process, o ExecOpts
 		case <-done:
 		}
 	}()
+	if term != nil {
+		term.started(cmd.Process, done)
+	}
 	err = cmd.Wait()
 	close(done)
+	if term != nil {
+		term.drain()
+	}
 	select {
 	case <-cancelled:
 		return -1, fmt.Errorf("runc exec %s: %w", id, ctx.Err())

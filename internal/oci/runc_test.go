@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -63,7 +64,7 @@ func newBundle(t testing.TB, id string, args ...string) string {
 	if err := os.WriteFile(filepath.Join(bin, "busybox"), data, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range []string{"sh", "sleep", "echo", "cat", "true", "false", "kill"} {
+	for _, name := range []string{"sh", "sleep", "echo", "cat", "true", "false", "kill", "stty", "["} {
 		if err := os.Symlink("busybox", filepath.Join(bin, name)); err != nil {
 			t.Fatal(err)
 		}
@@ -359,5 +360,71 @@ func TestCancelledContext(t *testing.T) {
 	cancel()
 	if _, err := r.State(ctx, "x"); !errors.Is(err, context.Canceled) {
 		t.Fatalf("state with a cancelled context: %v", err)
+	}
+}
+
+func TestExecTerminal(t *testing.T) {
+	r := newRunc(t)
+	id := startSleeper(t, r)
+
+	resize := make(chan TerminalSize, 1)
+	resize <- TerminalSize{Width: 123, Height: 45}
+	p := process("sh", "-c", "read x; echo got:$x; stty size; [ -t 0 ] && echo tty; exit 4")
+	p.Terminal = true
+	var out bytes.Buffer
+	code, err := r.Exec(t.Context(), id, p, ExecOpts{Stdin: strings.NewReader("hello\n"), Stdout: &out, Resize: resize})
+	if err != nil {
+		t.Fatalf("exec with a terminal: %v", err)
+	}
+	if code != 4 {
+		t.Errorf("exit code %d, want 4", code)
+	}
+	// The terminal echoes the input and ends lines with CR LF.
+	for _, want := range []string{"got:hello\r\n", "45 123\r\n", "tty\r\n"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("terminal output %q lacks %q", out.String(), want)
+		}
+	}
+}
+
+// readyWriter closes ready when the output holds "ready".
+type readyWriter struct {
+	mu    sync.Mutex
+	buf   bytes.Buffer
+	ready chan struct{}
+}
+
+func (w *readyWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.buf.Write(p)
+	if w.ready != nil && strings.Contains(w.buf.String(), "ready") {
+		close(w.ready)
+		w.ready = nil
+	}
+	return len(p), nil
+}
+
+func TestExecTerminalResize(t *testing.T) {
+	r := newRunc(t)
+	id := startSleeper(t, r)
+
+	resize := make(chan TerminalSize)
+	ready := make(chan struct{})
+	out := &readyWriter{ready: ready}
+	go func() {
+		<-ready
+		resize <- TerminalSize{Width: 60, Height: 50}
+	}()
+	p := process("sh", "-c", `echo ready; while [ "$(stty size)" != "50 60" ]; do sleep 0.01; done; echo resized`)
+	p.Terminal = true
+	code, err := r.Exec(t.Context(), id, p, ExecOpts{Stdout: out, Resize: resize})
+	if err != nil || code != 0 {
+		t.Fatalf("exec: code %d, %v", code, err)
+	}
+	out.mu.Lock()
+	defer out.mu.Unlock()
+	if !strings.Contains(out.buf.String(), "resized") {
+		t.Fatalf("output %q", out.buf.String())
 	}
 }
