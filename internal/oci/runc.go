@@ -52,7 +52,7 @@ type CreateOpts struct {
 
 // ExecOpts are the options of Exec. Nil stdio means /dev/null.
 type ExecOpts struct {
-	Stdin  io.Reader
+	Stdin io.Reader
 	// Stdout receives the terminal's output when the process has Terminal
 	// set; Stderr is then unused.
 	Stdout io.Writer
