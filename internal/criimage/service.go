@@ -51,7 +51,7 @@ func toCRI(img *image.Image) *runtimeapi.Image {
 
 // grpcError turns the store's errors into gRPC status errors at this edge.
 func grpcError(err error, msg string) error {
-	code := codes.Internal
+	code := codes.Unknown
 	switch {
 	case errors.Is(err, image.ErrNotFound):
 		code = codes.NotFound

@@ -68,7 +68,7 @@ func (s *Store) Import(ctx context.Context, r io.Reader, name string) (_ *Image,
 	if _, err := spool.Seek(0, io.SeekStart); err != nil {
 		return nil, fmt.Errorf("import %s: %w", ref, err)
 	}
-	if err := s.unpackLayer(ctx, bufio.NewReaderSize(spool, 1<<20), diffID, work); err != nil {
+	if err := s.unpackLayer(ctx, bufio.NewReaderSize(spool, 1<<20), diffID, work, nil); err != nil {
 		return nil, fmt.Errorf("import %s: %w", ref, err)
 	}
 	created, err := s.putBlobFile(spool, diffID)

@@ -23,7 +23,10 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	bolt "go.etcd.io/bbolt"
+	"golang.org/x/sync/singleflight"
 	"golang.org/x/sys/unix"
+
+	"github.com/peapod-dev/peapod/internal/image/hosts"
 )
 
 var (
@@ -71,7 +74,12 @@ var bucketImages = []byte("images")
 // processes (daemon and CLI) may use the same directory: the database is
 // opened per operation under bbolt's file lock.
 type Store struct {
-	dir string
+	dir       string
+	hosts     hosts.Config
+	authFiles []string
+
+	pulls  singleflight.Group // one pull per reference and credentials
+	layers singleflight.Group // one download and unpack per layer blob
 
 	mu sync.Mutex
 	// inUse counts digests (blobs and diffIDs) that an import or pull in this
@@ -79,9 +87,22 @@ type Store struct {
 	inUse map[string]int
 }
 
+// Option configures a Store.
+type Option func(*Store)
+
+// WithRegistries makes pulls use the hosts.toml files under certsDir
+// (usually ROOT/certs.d) and the credentials of docker-style config files
+// (the first file naming a registry wins).
+func WithRegistries(certsDir string, authFiles ...string) Option {
+	return func(s *Store) {
+		s.hosts = hosts.Config{Dir: certsDir}
+		s.authFiles = authFiles
+	}
+}
+
 // Open opens (creating if needed) the store in dir, usually ROOT/images,
 // and removes work a crash left behind.
-func Open(dir string) (*Store, error) {
+func Open(dir string, opts ...Option) (*Store, error) {
 	for _, d := range []string{"blobs/sha256", "layers/sha256", "tmp"} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o700); err != nil {
 			return nil, fmt.Errorf("create image store: %w", err)
@@ -93,6 +114,9 @@ func Open(dir string) (*Store, error) {
 		return nil, fmt.Errorf("create image store: %w", err)
 	}
 	s := &Store{dir: dir, inUse: map[string]int{}}
+	for _, o := range opts {
+		o(s)
+	}
 	if err := s.cleanTmp(); err != nil {
 		return nil, err
 	}

@@ -27,7 +27,8 @@ const (
 // unpackLayer unpacks the uncompressed layer tarball r as layer diffID unless
 // the store has it already. It unpacks into work, checks the stream's digest,
 // syncs and renames into place, so a layer under layers/ is always complete.
-func (s *Store) unpackLayer(ctx context.Context, r io.Reader, diffID string, work *workDir) error {
+// verify, when not nil, runs before that commit and can still refuse it.
+func (s *Store) unpackLayer(ctx context.Context, r io.Reader, diffID string, work *workDir, verify func() error) error {
 	final := s.layerPath(diffID)
 	if _, err := os.Stat(final); err == nil {
 		return nil
@@ -47,6 +48,11 @@ func (s *Store) unpackLayer(ctx context.Context, r io.Reader, diffID string, wor
 	}
 	if got := "sha256:" + hex.EncodeToString(h.Sum(nil)); got != diffID {
 		return fmt.Errorf("unpack layer %s: %w: content is %s", diffID, ErrDigestMismatch, got)
+	}
+	if verify != nil {
+		if err := verify(); err != nil {
+			return fmt.Errorf("unpack layer %s: %w", diffID, err)
+		}
 	}
 	if err := syncFS(tmp); err != nil {
 		return fmt.Errorf("unpack layer %s: %w", diffID, err)
