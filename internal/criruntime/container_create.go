@@ -170,6 +170,7 @@ func (s *Service) createContainer(ctx context.Context, req *runtimeapi.CreateCon
 		return "", fmt.Errorf("record container: %w", err)
 	}
 	s.watchExit(h.PID, h.StartTime, id)
+	s.emit(id, sb.ID, runtimeapi.ContainerEventType_CONTAINER_CREATED_EVENT)
 	log.Info("container created", "pid", h.ContainerPID, "image", img.ID)
 	return id, nil
 }

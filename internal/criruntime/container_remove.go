@@ -47,6 +47,16 @@ func (s *Service) removeContainer(ctx context.Context, id string) error {
 	if err := os.RemoveAll(dir); err != nil {
 		return fmt.Errorf("remove directory of container %s: %w", id, err)
 	}
+	if err := s.forgetContainer(id, rec.Name); err != nil {
+		return err
+	}
+	plog.FromContext(ctx).Info("container removed")
+	s.emit(id, rec.SandboxID, runtimeapi.ContainerEventType_CONTAINER_DELETED_EVENT)
+	return nil
+}
+
+// forgetContainer deletes the container's metadata and name reservation.
+func (s *Service) forgetContainer(id, name string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.store.delete(bucketContainers, id); err != nil {
@@ -54,9 +64,8 @@ func (s *Service) removeContainer(ctx context.Context, id string) error {
 	}
 	delete(s.containers, id)
 	delete(s.exited, id)
-	if s.names[rec.Name] == id {
-		delete(s.names, rec.Name)
+	if s.names[name] == id {
+		delete(s.names, name)
 	}
-	plog.FromContext(ctx).Info("container removed")
 	return nil
 }

@@ -61,6 +61,7 @@ func (s *Service) startContainer(ctx context.Context, id string) error {
 	}); err != nil {
 		return fmt.Errorf("record container start: %w", err)
 	}
+	s.emit(id, rec.SandboxID, runtimeapi.ContainerEventType_CONTAINER_STARTED_EVENT)
 	plog.FromContext(ctx).Info("container started")
 	return nil
 }

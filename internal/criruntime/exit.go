@@ -94,6 +94,7 @@ func (s *Service) handleExit(ctx context.Context, id string) {
 		}); err != nil {
 			log.Error("record container exit", "error", err)
 		}
+		s.emit(id, rec.SandboxID, runtimeapi.ContainerEventType_CONTAINER_STOPPED_EVENT)
 		log.Info("container exited", "exitCode", code, "reason", reason)
 	}
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)

@@ -48,15 +48,24 @@ func (s *Service) removePodSandbox(ctx context.Context, id string) error {
 	if err := s.removeSandboxDir(id); err != nil {
 		return err
 	}
+	if err := s.forgetSandbox(id, sb.Name); err != nil {
+		return err
+	}
+	s.logger(ctx).Info("pod sandbox removed", "podsandboxid", id)
+	s.emit(id, id, runtimeapi.ContainerEventType_CONTAINER_DELETED_EVENT)
+	return nil
+}
+
+// forgetSandbox deletes the sandbox's metadata and name reservation.
+func (s *Service) forgetSandbox(id, name string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.store.delete(bucketSandboxes, id); err != nil {
 		return err
 	}
 	delete(s.sandboxes, id)
-	if s.names[sb.Name] == id {
-		delete(s.names, sb.Name)
+	if s.names[name] == id {
+		delete(s.names, name)
 	}
-	s.logger(ctx).Info("pod sandbox removed", "podsandboxid", id)
 	return nil
 }

@@ -190,6 +190,8 @@ func (s *Service) runPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandb
 	if err != nil {
 		return "", fmt.Errorf("record sandbox: %w", err)
 	}
+	s.emit(id, id, runtimeapi.ContainerEventType_CONTAINER_CREATED_EVENT)
+	s.emit(id, id, runtimeapi.ContainerEventType_CONTAINER_STARTED_EVENT)
 	log.Info("pod sandbox running", "pid", pid, "ips", rec.IPs)
 	return id, nil
 }

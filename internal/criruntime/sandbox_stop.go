@@ -68,6 +68,7 @@ func (s *Service) stopPodSandbox(ctx context.Context, id string) error {
 			return fmt.Errorf("remove network namespace: %w", err)
 		}
 	}
+	s.emit(id, id, runtimeapi.ContainerEventType_CONTAINER_STOPPED_EVENT)
 	log.Info("pod sandbox stopped")
 	return nil
 }

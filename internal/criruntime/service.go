@@ -84,6 +84,10 @@ type Service struct {
 	// rro: runc supports recursive read-only mounts.
 	rro bool
 
+	// evMu guards subscribers of GetContainerEvents.
+	evMu        sync.Mutex
+	subscribers map[chan *runtimeapi.ContainerEventResponse]struct{}
+
 	// ctx ends when the Service is closed; exit watchers run under it.
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -123,16 +127,17 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	}
 	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s := &Service{
-		cfg:        cfg,
-		log:        cfg.Logger,
-		clock:      cfg.Clock,
-		store:      st,
-		sandboxes:  map[string]*sandboxRecord{},
-		containers: map[string]*containerRecord{},
-		names:      map[string]string{},
-		exited:     map[string]chan struct{}{},
-		ctx:        plog.WithLogger(sctx, cfg.Logger),
-		cancel:     cancel,
+		cfg:         cfg,
+		log:         cfg.Logger,
+		clock:       cfg.Clock,
+		store:       st,
+		sandboxes:   map[string]*sandboxRecord{},
+		containers:  map[string]*containerRecord{},
+		names:       map[string]string{},
+		exited:      map[string]chan struct{}{},
+		subscribers: map[chan *runtimeapi.ContainerEventResponse]struct{}{},
+		ctx:         plog.WithLogger(sctx, cfg.Logger),
+		cancel:      cancel,
 	}
 	s.rro = probeRecursiveReadOnly(ctx, cfg.Runc.Binary)
 	if err := s.preparePauseRootfs(); err != nil {

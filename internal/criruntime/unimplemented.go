@@ -72,10 +72,6 @@ func (s *Service) RestorePod(context.Context, *runtimeapi.RestorePodRequest) (*r
 	return nil, unimplemented("RestorePod")
 }
 
-func (s *Service) GetContainerEvents(*runtimeapi.GetEventsRequest, grpc.ServerStreamingServer[runtimeapi.ContainerEventResponse]) error {
-	return unimplemented("GetContainerEvents")
-}
-
 func (s *Service) ListMetricDescriptors(context.Context, *runtimeapi.ListMetricDescriptorsRequest) (*runtimeapi.ListMetricDescriptorsResponse, error) {
 	return nil, unimplemented("ListMetricDescriptors")
 }
