@@ -48,6 +48,9 @@ type CreateOpts struct {
 	Stdin   *os.File
 	Stdout  *os.File
 	Stderr  *os.File
+	// ConsoleSocket receives the terminal of a process with Terminal set
+	// (see ConsoleSocket); the stdio files are then unused.
+	ConsoleSocket string
 }
 
 // ExecOpts are the options of Exec. Nil stdio means /dev/null.
@@ -80,6 +83,9 @@ func (r *Runc) Create(ctx context.Context, id, bundle string, o CreateOpts) erro
 	args := []string{"create", "--bundle", bundle}
 	if o.PidFile != "" {
 		args = append(args, "--pid-file", o.PidFile)
+	}
+	if o.ConsoleSocket != "" {
+		args = append(args, "--console-socket", o.ConsoleSocket)
 	}
 	args = append(args, id)
 	return r.runLogged(ctx, args, func(cmd *exec.Cmd) {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"os"
 	"os/exec"
@@ -426,5 +427,56 @@ func TestExecTerminalResize(t *testing.T) {
 	defer out.mu.Unlock()
 	if !strings.Contains(out.buf.String(), "resized") {
 		t.Fatalf("output %q", out.buf.String())
+	}
+}
+
+func TestCreateWithTerminal(t *testing.T) {
+	r := newRunc(t)
+	id := randomID(t)
+	bundle := newBundle(t, id, "sh", "-c", "[ -t 0 ] && echo tty; read x; echo got:$x")
+	s := DefaultSpec()
+	data, err := os.ReadFile(filepath.Join(bundle, "config.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(data, s); err != nil {
+		t.Fatal(err)
+	}
+	s.Process.Terminal = true
+	if err := WriteBundle(bundle, s); err != nil {
+		t.Fatal(err)
+	}
+	cleanupContainer(t, r, id)
+
+	cs, err := NewConsoleSocket()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close()
+	if err := r.Create(t.Context(), id, bundle, CreateOpts{ConsoleSocket: cs.Path()}); err != nil {
+		t.Fatalf("create: %v", err)
+	}
+	master, err := cs.ReceiveMaster(10 * time.Second)
+	if err != nil {
+		t.Fatalf("receiving the terminal: %v", err)
+	}
+	defer master.Close()
+	if err := r.Start(t.Context(), id); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := master.Write([]byte("hi\n")); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	buf := make([]byte, 1024)
+	for !strings.Contains(out.String(), "got:hi") {
+		n, err := master.Read(buf)
+		if err != nil {
+			t.Fatalf("reading the terminal: %v (read %q)", err, out.String())
+		}
+		out.Write(buf[:n])
+	}
+	if !strings.Contains(out.String(), "tty\r\n") {
+		t.Fatalf("terminal output %q", out.String())
 	}
 }
