@@ -170,3 +170,48 @@ func TestPrune(t *testing.T) {
 		t.Errorf("%d blobs left, want 3", n)
 	}
 }
+
+// TestSameImageFromOtherBlobs stores one image (one config) first from a
+// registry (gzip blobs), then from a docker archive (uncompressed blobs): the
+// blobs only the first copy used are deleted, the layers stay.
+func TestSameImageFromOtherBlobs(t *testing.T) {
+	reg := newRegistry(t)
+	s := pullStore(t, reg)
+	l1, l2 := twoLayers(t)
+	img := buildImage(t, false, compression.GZip, runtime.GOARCH, l1, l2)
+	reg.push(t, "test/same:1", img)
+	pulled, err := s.Pull(context.Background(), reg.host+"/test/same:1", PullOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tag, _ := name.NewTag("example.com/same:1")
+	var buf bytes.Buffer
+	if err := tarball.Write(tag, img, &buf); err != nil {
+		t.Fatal(err)
+	}
+	loaded, err := s.Load(context.Background(), &buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(loaded) != 1 || loaded[0].ID != pulled.ID || len(loaded[0].RepoTags) != 2 {
+		t.Fatalf("loaded %+v", loaded)
+	}
+	layers, _ := img.Layers()
+	for _, l := range layers {
+		d, _ := l.Digest()
+		if _, err := os.Stat(s.blobPath(d.String())); !os.IsNotExist(err) {
+			t.Errorf("gzip blob %s kept: %v", d, err)
+		}
+		diffID, _ := l.DiffID()
+		if _, err := os.Stat(s.blobPath(diffID.String())); err != nil {
+			t.Errorf("uncompressed blob %s: %v", diffID, err)
+		}
+	}
+	// Two layer blobs, config, manifest.
+	if n := countEntries(t, filepath.Join(s.Dir(), "blobs/sha256")); n != 4 {
+		t.Errorf("%d blobs, want 4", n)
+	}
+	if _, err := s.LayerDirs(loaded[0]); err != nil {
+		t.Error(err)
+	}
+}

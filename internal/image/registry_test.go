@@ -2,6 +2,7 @@ package image
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"log"
 	"net/http"
@@ -36,6 +37,10 @@ type testRegistry struct {
 	user    string // when set, requests need this user with password "secret"
 	corrupt string // blob digest whose content is altered in flight
 	failAll bool   // every request gets 500
+	// stall, when set, is a blob digest served only half: the handler then
+	// closes stalled and waits for its client to go away.
+	stall   string
+	stalled chan struct{}
 }
 
 func newRegistry(t *testing.T) *testRegistry {
@@ -45,7 +50,7 @@ func newRegistry(t *testing.T) *testRegistry {
 	r.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		r.requests.Add(1)
 		r.mu.Lock()
-		user, corrupt, failAll := r.user, r.corrupt, r.failAll
+		user, corrupt, failAll, stall := r.user, r.corrupt, r.failAll, r.stall
 		r.mu.Unlock()
 		if failAll {
 			http.Error(w, `{"errors":[{"code":"UNAVAILABLE","message":"registry is broken on purpose"}]}`, http.StatusInternalServerError)
@@ -62,6 +67,18 @@ func newRegistry(t *testing.T) *testRegistry {
 		}
 		if req.Method == http.MethodGet && strings.Contains(req.URL.Path, "/blobs/") {
 			r.blobGets.Add(1)
+			if stall != "" && strings.HasSuffix(req.URL.Path, stall) {
+				rec := httptest.NewRecorder()
+				h.ServeHTTP(rec, req)
+				body := rec.Body.Bytes()
+				w.Header().Set("Content-Length", fmt.Sprint(len(body)))
+				w.WriteHeader(rec.Code)
+				w.Write(body[:len(body)/2])
+				w.(http.Flusher).Flush()
+				close(r.stalled)
+				<-req.Context().Done()
+				return
+			}
 			if corrupt != "" && strings.HasSuffix(req.URL.Path, corrupt) {
 				rec := httptest.NewRecorder()
 				h.ServeHTTP(rec, req)

@@ -471,10 +471,14 @@ func decodeAll(b *bolt.Bucket) ([]*record, error) {
 	return recs, err
 }
 
-// commit records img under its names, taking each name away from any other
+// commit records rec under its names, taking each name away from any other
 // image that had it (the other image stays, untagged, until removed or pruned).
+// When the image was already stored from other blobs (the same config pulled
+// with other compression), the blobs only the old record used are deleted.
 func (s *Store) commit(rec *record) error {
-	return s.update(func(b *bolt.Bucket) error {
+	var old *record
+	var all []*record
+	err := s.update(func(b *bolt.Bucket) error {
 		recs, err := decodeAll(b)
 		if err != nil {
 			return err
@@ -485,6 +489,7 @@ func (s *Store) commit(rec *record) error {
 		}
 		for _, r := range recs {
 			if r.ID == rec.ID {
+				old = r
 				rec.RepoTags = union(r.RepoTags, rec.RepoTags)
 				rec.RepoDigests = union(r.RepoDigests, rec.RepoDigests)
 				if !r.Created.IsZero() {
@@ -492,6 +497,7 @@ func (s *Store) commit(rec *record) error {
 				}
 				continue
 			}
+			all = append(all, r)
 			tags, digests := without(r.RepoTags, names), without(r.RepoDigests, names)
 			if len(tags) == len(r.RepoTags) && len(digests) == len(r.RepoDigests) {
 				continue
@@ -501,8 +507,15 @@ func (s *Store) commit(rec *record) error {
 				return err
 			}
 		}
+		all = append(all, rec)
 		return put(b, rec)
 	})
+	if err != nil || old == nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.collect(old, all)
 }
 
 func put(b *bolt.Bucket, r *record) error {
