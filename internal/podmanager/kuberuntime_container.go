@@ -32,7 +32,7 @@ var (
 	ErrImagePullBackOff        = errors.New("ImagePullBackOff")
 	ErrImageNeverPull          = errors.New("ErrImageNeverPull")
 	ErrImageInspect            = errors.New("ImageInspectError")
-	ErrPreStartHook            = errors.New("PreStartHookError")
+	ErrPostStartHook           = errors.New("PostStartHookError")
 	ErrKillContainer           = errors.New("KillContainerError")
 	errContainerConfigNotBuilt = errors.New("not supported yet")
 )
@@ -89,7 +89,14 @@ func (m *Manager) startContainer(ctx context.Context, sandboxID string, sandboxC
 	}
 	m.recordEvent(ctx, pod, corev1.EventTypeNormal, eventStartedContainer, "Started container "+c.Name)
 	plog.FromContext(ctx).Info("started container", "container", c.Name, "id", containerID, "restartCount", restartCount)
-	return "", nil
+
+	// Step 4: the postStart hook; the container counts as running once it is done.
+	podIP := ""
+	if len(podIPs) > 0 {
+		podIP = podIPs[0]
+	}
+	cs := &containerStatus{ID: containerID, Name: c.Name, RestartCount: restartCount}
+	return m.runPostStartHook(ctx, pod, c, cs, podIP)
 }
 
 // restartCountFromLogDir: when the runtime lost the pod's containers, the log
@@ -465,17 +472,21 @@ func tryReadVariableName(input string) (string, bool, int) {
 	}
 }
 
-// killContainer stops one container with the pod's grace period, at least
-// minimumGracePeriodInSeconds: the runtime sends the stop signal and SIGKILLs
-// when the timeout runs out.
+// killContainer stops one container (killContainer): the Killing event, the
+// preStop hook within the grace period, then StopContainer with what is left
+// of it, at least minimumGracePeriodInSeconds: the runtime sends the stop signal
+// and SIGKILLs when the timeout runs out.
 func (m *Manager) killContainer(ctx context.Context, pod *corev1.Pod, cs *containerStatus, gracePeriod int64, message string) error {
-	if gracePeriod < minimumGracePeriodInSeconds {
-		gracePeriod = minimumGracePeriodInSeconds
-	}
 	if message == "" {
 		message = "Stopping container " + cs.Name
 	}
 	m.recordEvent(ctx, pod, corev1.EventTypeNormal, eventKilling, message)
+	if spec := containerSpec(pod, cs.Name); spec != nil && spec.Lifecycle != nil && spec.Lifecycle.PreStop != nil && gracePeriod > 0 {
+		gracePeriod -= m.executePreStopHook(ctx, pod, spec, cs, gracePeriod)
+	}
+	if gracePeriod < minimumGracePeriodInSeconds {
+		gracePeriod = minimumGracePeriodInSeconds
+	}
 	plog.FromContext(ctx).Info("killing container", "container", cs.Name, "id", cs.ID, "gracePeriod", gracePeriod)
 	if err := m.runtime.StopContainer(ctx, cs.ID, gracePeriod); err != nil && !isNotFound(err) {
 		return fmt.Errorf("stop container %s (%s): %w", cs.Name, cs.ID, err)

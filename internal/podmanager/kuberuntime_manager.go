@@ -20,8 +20,17 @@ type containerToStart struct {
 
 // containerToKill is one running container the sync will stop, and why.
 type containerToKill struct {
-	status  *containerStatus
-	message string
+	status      *containerStatus
+	message     string
+	gracePeriod int64 // 0: the pod's
+}
+
+// probeGracePeriod: a liveness or startup probe's own terminationGracePeriodSeconds.
+func probeGracePeriod(p *corev1.Probe, def int64) int64 {
+	if p != nil && p.TerminationGracePeriodSeconds != nil {
+		return *p.TerminationGracePeriodSeconds
+	}
+	return def
 }
 
 // podActions is what computePodActions decided (kuberuntime_manager.go podActions).
@@ -219,14 +228,28 @@ func (m *Manager) computePodActions(pod *corev1.Pod, podStatus *runtimePodStatus
 			}
 			continue
 		}
+		var message string
+		restart := shouldRestartOnFailure(pod)
+		gracePeriod := gracePeriodForDeletion(pod)
 		if cs.Hash != "" && cs.Hash != containerHash(c) {
 			// The spec changed (an image change): restart the container.
-			changes.ContainersToKill = append(changes.ContainersToKill, containerToKill{status: cs,
-				message: fmt.Sprintf("Container %s definition changed, will be restarted", c.Name)})
-			changes.ContainersToStart = append(changes.ContainersToStart, i)
+			message = fmt.Sprintf("Container %s definition changed", c.Name)
+			restart = true
+		} else if r, ok := m.probes.get(liveness, cs.ID); ok && r == resultFailure {
+			message = fmt.Sprintf("Container %s failed liveness probe", c.Name)
+			gracePeriod = probeGracePeriod(c.LivenessProbe, gracePeriod)
+		} else if r, ok := m.probes.get(startup, cs.ID); ok && r == resultFailure {
+			message = fmt.Sprintf("Container %s failed startup probe", c.Name)
+			gracePeriod = probeGracePeriod(c.StartupProbe, gracePeriod)
+		} else {
+			keepCount++
 			continue
 		}
-		keepCount++
+		if restart {
+			message += ", will be restarted"
+			changes.ContainersToStart = append(changes.ContainersToStart, i)
+		}
+		changes.ContainersToKill = append(changes.ContainersToKill, containerToKill{status: cs, message: message, gracePeriod: gracePeriod})
 	}
 	if keepCount == 0 && len(changes.ContainersToStart) == 0 {
 		changes.KillPod = true
@@ -244,6 +267,10 @@ func (m *Manager) syncPod(ctx context.Context, pod *corev1.Pod) (time.Duration, 
 	if err != nil {
 		return time.Second, err
 	}
+	if exceeded, _ := m.pastActiveDeadline(pod); exceeded {
+		return 0, m.failPastDeadline(ctx, pod, podStatus)
+	}
+	m.probes.addPod(pod)
 	changes := m.computePodActions(pod, podStatus)
 	plog.FromContext(ctx).Debug("computed pod actions", "createSandbox", changes.CreateSandbox, "killPod", changes.KillPod,
 		"nextInit", changes.NextInitContainerToStart != nil, "start", changes.ContainersToStart, "kill", len(changes.ContainersToKill))
@@ -262,6 +289,9 @@ func (m *Manager) syncPod(ctx context.Context, pod *corev1.Pod) (time.Duration, 
 		requeue = minPositive(requeue, time.Second)
 	}
 	m.pruneContainers(ctx, pod, podStatus)
+	if _, left := m.pastActiveDeadline(pod); left > 0 {
+		requeue = minPositive(requeue, left)
+	}
 	return requeue, syncErr
 }
 
@@ -298,7 +328,11 @@ func (m *Manager) applyPodActions(ctx context.Context, pod *corev1.Pod, podStatu
 		// Step 2: kill the containers that must go.
 		for _, k := range changes.ContainersToKill {
 			applied = true
-			if kerr := m.killContainer(ctx, pod, k.status, gracePeriodForDeletion(pod), k.message); kerr != nil {
+			grace := k.gracePeriod
+			if grace == 0 {
+				grace = gracePeriodForDeletion(pod)
+			}
+			if kerr := m.killContainer(ctx, pod, k.status, grace, k.message); kerr != nil {
 				return time.Second, applied, kerr
 			}
 		}
@@ -514,6 +548,7 @@ func (m *Manager) stopTerminalPod(ctx context.Context, pod *corev1.Pod) error {
 	if err := m.killPod(ctx, pod, podStatus, gracePeriodForDeletion(pod)); err != nil {
 		return err
 	}
+	m.probes.removePod(pod.UID)
 	return m.removePodCgroup(pod)
 }
 
@@ -555,4 +590,42 @@ func (m *Manager) pruneContainers(ctx context.Context, pod *corev1.Pod, podStatu
 			log.Warn("removing old sandbox", "sandbox", s.Id, "err", err)
 		}
 	}
+}
+
+// pastActiveDeadline is the kubelet's activeDeadlineHandler: has the pod been
+// active longer than spec.activeDeadlineSeconds? Else how long until it is.
+func (m *Manager) pastActiveDeadline(pod *corev1.Pod) (bool, time.Duration) {
+	if pod.Spec.ActiveDeadlineSeconds == nil {
+		return false, 0
+	}
+	start := pod.Status.StartTime
+	if st, ok := m.status.getByUID(pod.UID); ok && st.StartTime != nil {
+		start = st.StartTime
+	}
+	if start == nil || start.IsZero() {
+		return false, 0
+	}
+	left := time.Duration(*pod.Spec.ActiveDeadlineSeconds)*time.Second - m.clock.Since(start.Time)
+	if left <= 0 {
+		return true, 0
+	}
+	return false, left
+}
+
+// failPastDeadline kills the pod and fails it with reason DeadlineExceeded.
+func (m *Manager) failPastDeadline(ctx context.Context, pod *corev1.Pod, podStatus *runtimePodStatus) error {
+	const msg = "Pod was active on the node longer than the specified deadline"
+	if !isTerminalPhase(m.status.phase(pod.UID)) {
+		m.recordEvent(ctx, pod, corev1.EventTypeWarning, "DeadlineExceeded", msg)
+	}
+	if err := m.killPod(ctx, pod, podStatus, gracePeriodForDeletion(pod)); err != nil {
+		return err
+	}
+	st, err := getPodStatus(ctx, m.runtime, pod.UID, pod.Name, pod.Namespace)
+	if err != nil {
+		return err
+	}
+	s := m.generateAPIPodStatus(pod, st, true)
+	s.Phase, s.Reason, s.Message = corev1.PodFailed, "DeadlineExceeded", msg
+	return m.status.setPodStatus(ctx, pod, s)
 }

@@ -108,8 +108,10 @@ type Manager struct {
 	imageBackOff *flowcontrol.Backoff // image pulls (ImagePullBackOff)
 	reasonCache  *reasonCache
 	status       *statusManager
+	probes       *proberManager
 
 	mu      sync.Mutex
+	runCtx  context.Context // set while Run runs: workers started later use it
 	pods    map[types.UID]*podRecord
 	workers map[types.UID]*podWorker
 	synced  bool // the first list has been seen: runtime pods unknown to it are orphans
@@ -167,6 +169,7 @@ func New(cfg Config) *Manager {
 		workers:      map[types.UID]*podWorker{},
 	}
 	m.status = newStatusManager(cfg.Pods)
+	m.probes = newProberManager(m)
 	m.pleg = newPLEG(cfg.Runtime)
 	return m
 }
@@ -178,6 +181,9 @@ func (m *Manager) Run(ctx context.Context) error {
 	if err := m.init(ctx); err != nil {
 		return err
 	}
+	m.mu.Lock()
+	m.runCtx = ctx
+	m.mu.Unlock()
 	var runErr error
 	var wg sync.WaitGroup
 	wg.Add(2)
@@ -387,6 +393,31 @@ func (m *Manager) requeue(uid types.UID, d time.Duration) {
 	}
 }
 
+// runContext is Run's context, nil when the manager is not running.
+func (m *Manager) runContext() context.Context {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.runCtx
+}
+
+// wake asks the pod's worker for a sync (probe results, hooks); a no-op when
+// the manager is not running.
+func (m *Manager) wake(uid types.UID) {
+	if ctx := m.runContext(); ctx != nil {
+		m.dispatch(ctx, uid)
+	}
+}
+
+// currentPod returns the pod's latest object.
+func (m *Manager) currentPod(uid types.UID) *corev1.Pod {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if rec := m.pods[uid]; rec != nil {
+		return rec.pod
+	}
+	return nil
+}
+
 // clearRequeue: a sync is starting, it asks again for what it still needs.
 func (m *Manager) clearRequeue(uid types.UID) {
 	m.mu.Lock()
@@ -413,6 +444,7 @@ func (m *Manager) forget(uid types.UID) {
 	delete(m.pods, uid)
 	m.status.forget(uid)
 	m.reasonCache.forget(uid)
+	m.probes.removePod(uid)
 }
 
 func (m *Manager) markTerminated(uid types.UID) {

@@ -50,6 +50,17 @@ func (s *statusManager) getPodStatus(pod *corev1.Pod) corev1.PodStatus {
 	return *pod.Status.DeepCopy()
 }
 
+// getByUID returns the last status written for the pod.
+func (s *statusManager) getByUID(uid types.UID) (corev1.PodStatus, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st, ok := s.statuses[uid]
+	if !ok {
+		return corev1.PodStatus{}, false
+	}
+	return *st.DeepCopy(), true
+}
+
 // phase returns the phase last written for the pod ("" when none).
 func (s *statusManager) phase(uid types.UID) corev1.PodPhase {
 	s.mu.Lock()
@@ -148,7 +159,7 @@ func (m *Manager) generateAPIPodStatus(pod *corev1.Pod, podStatus *runtimePodSta
 	}
 	s.InitContainerStatuses = m.convertToAPIContainerStatuses(pod, podStatus, old.InitContainerStatuses, pod.Spec.InitContainers, false, true)
 	s.ContainerStatuses = m.convertToAPIContainerStatuses(pod, podStatus, old.ContainerStatuses, pod.Spec.Containers, len(pod.Spec.InitContainers) > 0, false)
-	updateStartedAndReady(pod, &s)
+	m.probes.updatePodStatus(pod, &s)
 
 	all := append(append([]corev1.ContainerStatus{}, s.ContainerStatuses...), s.InitContainerStatuses...)
 	s.Phase = getPhase(pod, all, podIsTerminal, podHasInitialized(pod, podStatus))
@@ -378,27 +389,6 @@ func (m *Manager) convertToAPIContainerStatuses(pod *corev1.Pod, podStatus *runt
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
-}
-
-// updateStartedAndReady is the prober manager's UpdatePodStatus without probes:
-// a running container is started and ready; a regular init container is ready
-// once it exited 0.
-func updateStartedAndReady(pod *corev1.Pod, s *corev1.PodStatus) {
-	for i := range s.ContainerStatuses {
-		running := s.ContainerStatuses[i].State.Running != nil
-		s.ContainerStatuses[i].Started = &running
-		s.ContainerStatuses[i].Ready = running
-	}
-	for i := range s.InitContainerStatuses {
-		cs := &s.InitContainerStatuses[i]
-		running := cs.State.Running != nil
-		cs.Started = &running
-		if isRestartableInitContainer(initContainerByName(pod, cs.Name)) {
-			cs.Ready = running
-			continue
-		}
-		cs.Ready = cs.State.Terminated != nil && cs.State.Terminated.ExitCode == 0
-	}
 }
 
 func initContainerByName(pod *corev1.Pod, name string) *corev1.Container {
