@@ -1,0 +1,457 @@
+package network
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/peapod-dev/peapod/internal/netns"
+)
+
+const realPlugins = "/usr/lib/cni"
+
+func requirePrereqs(t *testing.T) {
+	t.Helper()
+	var missing []string
+	if os.Geteuid() != 0 {
+		missing = append(missing, "root")
+	}
+	for _, p := range []string{"bridge", "host-local", "loopback", "portmap"} {
+		if _, err := os.Stat(filepath.Join(realPlugins, p)); err != nil {
+			missing = append(missing, "CNI plugin "+p+" (apt-get install containernetworking-plugins)")
+		}
+	}
+	for _, tool := range []string{"ip", "iptables", "iptables-save"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			missing = append(missing, tool)
+		}
+	}
+	if len(missing) == 0 {
+		return
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("missing prerequisites (CI=true, refusing to skip): %s", strings.Join(missing, ", "))
+	}
+	t.Skipf("missing prerequisites: %s", strings.Join(missing, ", "))
+}
+
+type env struct {
+	cfg    Config
+	nsDir  string
+	bridge string
+}
+
+// newEnv prepares directories and a bridge name the test owns; cleanup
+// deletes the bridge (the plugin never does) and the netns dir mount.
+func newEnv(t *testing.T, bridge, subnet string) *env {
+	t.Helper()
+	requirePrereqs(t)
+	if linkExists(t, bridge) {
+		t.Fatalf("bridge %s exists before the test; remove it (ip link del %s)", bridge, bridge)
+	}
+	root := t.TempDir()
+	e := &env{
+		cfg: Config{
+			PluginDirs: []string{realPlugins},
+			ConfDir:    filepath.Join(root, "net.d"),
+			CacheDir:   filepath.Join(root, "cache"),
+			IPAMDir:    filepath.Join(root, "ipam"),
+			Bridge:     bridge,
+			Subnet:     subnet,
+		},
+		nsDir:  filepath.Join(root, "netns"),
+		bridge: bridge,
+	}
+	t.Cleanup(func() {
+		unix.Unmount(e.nsDir, unix.MNT_DETACH)
+		if linkExists(t, bridge) {
+			if out, err := exec.Command("ip", "link", "del", bridge).CombinedOutput(); err != nil {
+				t.Errorf("delete bridge %s: %v: %s", bridge, err, out)
+			}
+		}
+		if linkExists(t, bridge) {
+			t.Errorf("bridge %s still exists", bridge)
+		}
+	})
+	return e
+}
+
+func linkExists(t *testing.T, name string) bool {
+	t.Helper()
+	_, err := net.InterfaceByName(name)
+	return err == nil
+}
+
+// bridgePorts lists the interfaces enslaved to the bridge (the pods' veths).
+func bridgePorts(t *testing.T, bridge string) []string {
+	t.Helper()
+	out, err := exec.Command("ip", "-o", "link", "show", "master", bridge).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ip link show master %s: %v: %s", bridge, err, out)
+	}
+	var ports []string
+	sc := bufio.NewScanner(strings.NewReader(string(out)))
+	for sc.Scan() {
+		if f := strings.Fields(sc.Text()); len(f) > 1 {
+			ports = append(ports, strings.TrimSuffix(f[1], ":"))
+		}
+	}
+	return ports
+}
+
+// natRulesFor returns the iptables nat lines that mention sandbox id (the
+// bridge's masquerade and portmap's DNAT rules carry it in a comment).
+func natRulesFor(t *testing.T, id string) []string {
+	t.Helper()
+	out, err := exec.Command("iptables-save", "-t", "nat").CombinedOutput()
+	if err != nil {
+		t.Fatalf("iptables-save: %v: %s", err, out)
+	}
+	var lines []string
+	for _, l := range strings.Split(string(out), "\n") {
+		if strings.Contains(l, id) {
+			lines = append(lines, l)
+		}
+	}
+	return lines
+}
+
+func leases(t *testing.T, cfg Config) []string {
+	t.Helper()
+	ents, err := os.ReadDir(filepath.Join(cfg.IPAMDir, DefaultNetwork))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ips []string
+	for _, e := range ents {
+		if net.ParseIP(e.Name()) != nil {
+			ips = append(ips, e.Name())
+		}
+	}
+	return ips
+}
+
+func cachedResults(t *testing.T, cfg Config) []string {
+	t.Helper()
+	ents, err := os.ReadDir(filepath.Join(cfg.CacheDir, "results"))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range ents {
+		names = append(names, e.Name())
+	}
+	return names
+}
+
+func uniqueID(prefix string) string {
+	return fmt.Sprintf("%s-%d-%d", prefix, os.Getpid(), time.Now().UnixNano())
+}
+
+// checkClean verifies that nothing of the sandboxes is left on the host.
+func checkClean(t *testing.T, e *env, ids ...string) {
+	t.Helper()
+	if l := leases(t, e.cfg); len(l) > 0 {
+		t.Errorf("leases left: %v", l)
+	}
+	if c := cachedResults(t, e.cfg); len(c) > 0 {
+		t.Errorf("libcni cache entries left: %v", c)
+	}
+	for _, id := range ids {
+		if r := natRulesFor(t, id); len(r) > 0 {
+			t.Errorf("iptables nat rules left for %s: %v", id, r)
+		}
+	}
+	if linkExists(t, e.bridge) {
+		if p := bridgePorts(t, e.bridge); len(p) > 0 {
+			t.Errorf("veths left on %s: %v", e.bridge, p)
+		}
+	}
+}
+
+// waitNoPorts waits until the kernel has destroyed the veths of namespaces
+// that were removed (namespace cleanup runs asynchronously in the kernel).
+func waitNoPorts(t *testing.T, bridge string) {
+	t.Helper()
+	for len(bridgePorts(t, bridge)) > 0 {
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// echoServer listens in the namespace; the listener keeps the namespace
+// alive until it is closed (done by cleanup, or earlier by the caller).
+func echoServer(t *testing.T, nsPath, addr string) (port int, ln net.Listener) {
+	t.Helper()
+	if err := netns.Do(nsPath, func() (err error) {
+		ln, err = net.Listen("tcp4", addr)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				io.Copy(c, c)
+			}()
+		}
+	}()
+	return ln.Addr().(*net.TCPAddr).Port, ln
+}
+
+func echo(t *testing.T, fromNS, addr string) {
+	t.Helper()
+	var c net.Conn
+	if err := netns.Do(fromNS, func() (err error) {
+		c, err = net.Dial("tcp4", addr)
+		return err
+	}); err != nil {
+		t.Fatalf("dial %s from %s: %v", addr, fromNS, err)
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte("ping\n")); err != nil {
+		t.Fatal(err)
+	}
+	got, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil || got != "ping\n" {
+		t.Fatalf("echo via %s: %q, %v", addr, got, err)
+	}
+}
+
+func TestTwoPods(t *testing.T) {
+	e := newEnv(t, "ppnet0", "10.200.31.0/24")
+	m, err := New(e.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Status(); err != nil {
+		t.Fatalf("Status: %v", err)
+	}
+	ctx := context.Background()
+	_, subnet, _ := net.ParseCIDR(e.cfg.Subnet)
+
+	type pod struct {
+		id, ns string
+		pn     PodNetwork
+		ip     net.IP
+	}
+	pods := []*pod{
+		{id: uniqueID("pptest-a"), pn: PodNetwork{Name: "a", Namespace: "default", UID: "uid-a"}},
+		{id: uniqueID("pptest-b"), pn: PodNetwork{Name: "b", Namespace: "default", UID: "uid-b",
+			PortMappings: []PortMapping{{HostPort: 38471, ContainerPort: 8080}}}},
+	}
+	for _, p := range pods {
+		p.ns, err = netns.New(e.nsDir, p.id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer netns.Remove(p.ns)
+		res, err := m.Setup(ctx, p.id, p.ns, p.pn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer m.Teardown(ctx, p.id, p.ns, p.pn)
+		if len(res.IPs) != 1 || !subnet.Contains(res.IPs[0]) {
+			t.Fatalf("pod %s IPs %v, want one in %s", p.id, res.IPs, subnet)
+		}
+		p.ip = res.IPs[0]
+	}
+	a, b := pods[0], pods[1]
+	if a.ip.Equal(b.ip) {
+		t.Fatalf("both pods got %s", a.ip)
+	}
+	if got := len(leases(t, e.cfg)); got != 2 {
+		t.Fatalf("%d leases, want 2", got)
+	}
+	if got := len(bridgePorts(t, e.bridge)); got != 2 {
+		t.Fatalf("%d veths on the bridge, want 2", got)
+	}
+	if len(natRulesFor(t, a.id)) == 0 {
+		t.Fatal("no masquerade rules for pod a")
+	}
+
+	// Pod to pod across the bridge, loopback inside a pod, and the host
+	// reaching pod b through its published port on the bridge address.
+	port, bln := echoServer(t, b.ns, ":8080")
+	echo(t, a.ns, net.JoinHostPort(b.ip.String(), strconv.Itoa(port)))
+	loPort, _ := echoServer(t, a.ns, "127.0.0.1:0")
+	echo(t, a.ns, net.JoinHostPort("127.0.0.1", strconv.Itoa(loPort)))
+	gw := make(net.IP, len(subnet.IP.To4()))
+	copy(gw, subnet.IP.To4())
+	gw[3]++
+	echo(t, "/proc/self/ns/net", net.JoinHostPort(gw.String(), "38471"))
+
+	// a: normal teardown while its namespace exists.
+	if err := m.Teardown(ctx, a.id, a.ns, a.pn); err != nil {
+		t.Fatal(err)
+	}
+	// b: the namespace is gone first (as after a crash); the lease, port
+	// mappings and masquerade rules must still go.
+	bln.Close()
+	if err := netns.Remove(b.ns); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Teardown(ctx, b.id, b.ns, b.pn); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range pods {
+		if err := m.Teardown(ctx, p.id, p.ns, p.pn); err != nil {
+			t.Fatalf("second Teardown of %s: %v", p.id, err)
+		}
+	}
+	waitNoPorts(t, e.bridge)
+	checkClean(t, e, a.id, b.id)
+}
+
+func TestSetupFailureLeavesNothing(t *testing.T) {
+	e := newEnv(t, "ppnetf0", "10.200.32.0/24")
+	// A plugin dir with the real plugins and a portmap that fails ADD, the
+	// last step: bridge and IPAM have done their work by then.
+	pdir := t.TempDir()
+	ents, err := os.ReadDir(realPlugins)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ent := range ents {
+		if ent.Name() == "portmap" {
+			continue
+		}
+		if err := os.Symlink(filepath.Join(realPlugins, ent.Name()), filepath.Join(pdir, ent.Name())); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wrapper := `#!/bin/sh
+if [ "$CNI_COMMAND" = ADD ]; then
+	echo '{"cniVersion":"1.0.0","code":999,"msg":"injected portmap failure"}'
+	exit 1
+fi
+exec ` + realPlugins + `/portmap "$@"
+`
+	if err := os.WriteFile(filepath.Join(pdir, "portmap"), []byte(wrapper), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	e.cfg.PluginDirs = []string{pdir}
+	m, err := New(e.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := uniqueID("pptest-f")
+	ns, err := netns.New(e.nsDir, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer netns.Remove(ns)
+	pn := PodNetwork{Name: "f", Namespace: "default", UID: "uid-f",
+		PortMappings: []PortMapping{{HostPort: 38472, ContainerPort: 80}}}
+	_, err = m.Setup(context.Background(), id, ns, pn)
+	if err == nil || !strings.Contains(err.Error(), "injected portmap failure") {
+		t.Fatalf("Setup = %v, want the injected failure", err)
+	}
+	checkClean(t, e, id)
+	// Nothing is left inside the namespace either: only lo, and it is down
+	// again after the loopback plugin's DEL.
+	var names []string
+	if err := netns.Do(ns, func() error {
+		ifs, err := net.Interfaces()
+		for _, i := range ifs {
+			names = append(names, i.Name)
+		}
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(names) != 1 || names[0] != "lo" {
+		t.Fatalf("interfaces left in the netns: %v", names)
+	}
+}
+
+func TestNewMissingPlugin(t *testing.T) {
+	root := t.TempDir()
+	cfg := Config{
+		PluginDirs: []string{filepath.Join(root, "empty")},
+		ConfDir:    filepath.Join(root, "net.d"),
+		CacheDir:   filepath.Join(root, "cache"),
+		IPAMDir:    filepath.Join(root, "ipam"),
+	}
+	_, err := New(cfg)
+	if !errors.Is(err, ErrPluginNotFound) {
+		t.Fatalf("New = %v, want ErrPluginNotFound", err)
+	}
+	for _, want := range []string{"bridge", "portmap", "loopback", DebianPackage} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not name %s", err, want)
+		}
+	}
+}
+
+func TestDefaultConfKeepsExisting(t *testing.T) {
+	requirePrereqs(t)
+	root := t.TempDir()
+	cfg := Config{
+		PluginDirs: []string{realPlugins},
+		ConfDir:    filepath.Join(root, "net.d"),
+		CacheDir:   filepath.Join(root, "cache"),
+		IPAMDir:    filepath.Join(root, "ipam"),
+	}
+	if err := os.MkdirAll(cfg.ConfDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	own := `{"cniVersion":"1.0.0","name":"mine","plugins":[{"type":"bridge","bridge":"ppmine0","ipam":{"type":"host-local","subnet":"10.200.33.0/24"}}]}`
+	if err := os.WriteFile(filepath.Join(cfg.ConfDir, "50-mine.conflist"), []byte(own), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Name() != "mine" {
+		t.Fatalf("network %q, want mine", m.Name())
+	}
+	if _, err := os.Stat(filepath.Join(cfg.ConfDir, DefaultConfFile)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("default conf written next to an existing one: %v", err)
+	}
+
+	// An empty dir gets the default network, with the configured bridge,
+	// subnet and lease dir.
+	cfg.ConfDir = filepath.Join(root, "net2.d")
+	cfg.Bridge, cfg.Subnet = "ppx0", "10.200.34.0/24"
+	m, err = New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(cfg.ConfDir, DefaultConfFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"ppx0"`, `"10.200.34.0/24"`, strconv.Quote(cfg.IPAMDir), `"portmap"`, `"hairpinMode": true`} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("default conf lacks %s:\n%s", want, b)
+		}
+	}
+	if m.Name() != DefaultNetwork {
+		t.Fatalf("network %q, want %s", m.Name(), DefaultNetwork)
+	}
+}
