@@ -51,6 +51,13 @@ type Params struct {
 	LogPath  string
 	ExitFile string
 	PidFile  string
+	// Stdin keeps the container's stdin open for Attach; StdinOnce closes
+	// it when the first attach session ends (not with Tty).
+	Stdin     bool
+	StdinOnce bool
+	// Tty gives the container's process a terminal (the spec's
+	// process.terminal must be true); its output is logged as stdout.
+	Tty bool
 }
 
 // Handle identifies a started monitor and its container.

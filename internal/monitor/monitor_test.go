@@ -128,7 +128,7 @@ func newEnv(t testing.TB, args ...string) *env {
 	if err := os.WriteFile(filepath.Join(bin, "busybox"), data, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range []string{"sh", "sleep", "echo", "cat", "test", "["} {
+	for _, name := range []string{"sh", "sleep", "echo", "cat", "test", "[", "stty"} {
 		if err := os.Symlink("busybox", filepath.Join(bin, name)); err != nil {
 			t.Fatal(err)
 		}
@@ -164,6 +164,24 @@ func newEnv(t testing.TB, args ...string) *env {
 	return e
 }
 
+// setTerminal gives the container's process a terminal.
+func (e *env) setTerminal(t *testing.T) {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(e.p.Bundle, "config.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s specs.Spec
+	if err := json.Unmarshal(data, &s); err != nil {
+		t.Fatal(err)
+	}
+	s.Process.Terminal = true
+	if err := oci.WriteBundle(e.p.Bundle, &s); err != nil {
+		t.Fatal(err)
+	}
+	e.p.Tty = true
+}
+
 func (e *env) ctl(name string) string { return filepath.Join(filepath.Dir(e.p.Bundle), "ctl", name) }
 
 // start starts the monitor and the container.
@@ -174,10 +192,11 @@ func (e *env) start(t testing.TB) *Handle {
 		t.Fatalf("Start: %v", err)
 	}
 	// Whatever happens, the monitor must not outlive the test, not even as
-	// a zombie: Start's goroutine reaps it.
+	// a zombie: it exits with the container, and Start's goroutine reaps it.
+	// Killing it first would orphan the container's process.
 	t.Cleanup(func() {
-		if Alive(h.PID, h.StartTime) {
-			syscall.Kill(h.PID, syscall.SIGKILL)
+		if err := e.runc.Delete(context.Background(), e.p.ID, true); err != nil {
+			t.Errorf("cleanup: %v", err)
 		}
 		waitReaped(h.PID)
 	})

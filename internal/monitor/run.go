@@ -31,9 +31,12 @@ const drainPeriod = 500 * time.Millisecond
 // created: "ok <pid>\n" or "error <message>\n".
 const reportFD = 3
 
+// consoleTimeout bounds the wait for the terminal runc sends during create.
+const consoleTimeout = 10 * time.Second
+
 // args is the command line Start gives the monitor; Main parses it.
 func args(cfg Config, p Params) []string {
-	return []string{
+	a := []string{
 		"--runc", cfg.RuncBinary,
 		"--runc-root", cfg.RuncRoot,
 		"--id", p.ID,
@@ -42,6 +45,16 @@ func args(cfg Config, p Params) []string {
 		"--exit-file", p.ExitFile,
 		"--pid-file", p.PidFile,
 	}
+	if p.Stdin {
+		a = append(a, "--stdin")
+	}
+	if p.StdinOnce {
+		a = append(a, "--stdin-once")
+	}
+	if p.Tty {
+		a = append(a, "--tty")
+	}
+	return a
 }
 
 // Main is the monitor process (cmd/peapod-monitor). It returns the process's
@@ -59,6 +72,9 @@ func Main(argv []string) int {
 	fs.StringVar(&p.LogPath, "log", "", "CRI log file")
 	fs.StringVar(&p.ExitFile, "exit-file", "", "file that receives the exit status")
 	fs.StringVar(&p.PidFile, "pid-file", "", "file that receives the container's PID")
+	fs.BoolVar(&p.Stdin, "stdin", false, "keep the container's stdin open for attach")
+	fs.BoolVar(&p.StdinOnce, "stdin-once", false, "close stdin when the first attach session ends")
+	fs.BoolVar(&p.Tty, "tty", false, "the container's process has a terminal")
 	err := fs.Parse(argv)
 	if err == nil && (p.ID == "" || p.Bundle == "" || p.ExitFile == "" || p.PidFile == "" || cfg.RuncRoot == "") {
 		err = errors.New("--id, --bundle, --exit-file, --pid-file and --runc-root are required")
@@ -83,6 +99,22 @@ type monitor struct {
 	log   *logFile
 }
 
+// output is a stream of the container's output.
+type output struct {
+	r      *os.File
+	stream string
+	id     byte
+}
+
+// stdio is what the monitor holds of the container's stdio.
+type stdio struct {
+	outputs []output
+	// stdin is the container's stdin, nil without Params.Stdin.
+	stdin io.WriteCloser
+	// resize sizes the container's terminal, nil without Params.Tty.
+	resize func(oci.TerminalSize)
+}
+
 func (m *monitor) run(report *os.File) int {
 	// Caught rather than ignored: an ignored signal stays ignored in the
 	// container's process, a caught one is reset by exec.
@@ -91,7 +123,7 @@ func (m *monitor) run(report *os.File) int {
 	reopen := make(chan os.Signal, 1)
 	signal.Notify(reopen, syscall.SIGUSR1)
 
-	pid, stdout, stderr, err := m.create()
+	pid, sio, attach, err := m.create()
 	if err != nil {
 		fmt.Fprintf(report, "error %s\n", strings.ReplaceAll(err.Error(), "\n", " "))
 		return 1
@@ -112,21 +144,23 @@ func (m *monitor) run(report *os.File) int {
 	}()
 
 	var copies sync.WaitGroup
-	for _, s := range []struct {
-		r      *os.File
-		stream string
-	}{{stdout, crilog.Stdout}, {stderr, crilog.Stderr}} {
+	for _, o := range sio.outputs {
 		copies.Add(1)
 		go func() {
 			defer copies.Done()
-			copyLog(s.r, crilog.NewWriter(m.log, s.stream, m.clock))
+			copyOutput(o.r, crilog.NewWriter(m.log, o.stream, m.clock), func(b []byte) { attach.broadcast(o.id, b) })
 		}()
 	}
 
 	exit := m.wait(pid)
-	stdout.SetReadDeadline(time.Now().Add(drainPeriod))
-	stderr.SetReadDeadline(time.Now().Add(drainPeriod))
+	for _, o := range sio.outputs {
+		o.r.SetReadDeadline(time.Now().Add(drainPeriod))
+	}
 	copies.Wait()
+	attach.close(drainPeriod)
+	if sio.stdin != nil {
+		sio.stdin.Close()
+	}
 	m.log.close()
 	if err := writeExit(m.p.ExitFile, exit); err != nil {
 		fmt.Fprintf(os.Stderr, "peapod-monitor %s: %v\n", m.p.ID, err)
@@ -135,40 +169,32 @@ func (m *monitor) run(report *os.File) int {
 	return 0
 }
 
-// create runs `runc create` with pipes for the container's stdout and stderr
-// and opens the log. It returns the container's PID and the read ends.
-func (m *monitor) create() (pid int, stdout, stderr *os.File, retErr error) {
+// create runs `runc create` with pipes or a terminal as the container's
+// stdio, opens the log and the attach socket. It returns the container's PID.
+func (m *monitor) create() (pid int, sio *stdio, attach *attachServer, retErr error) {
 	// The container's init process becomes our child when runc create
 	// exits, so that we can wait for it.
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
 		return 0, nil, nil, fmt.Errorf("becoming a subreaper: %w", err)
 	}
-	outR, outW, err := os.Pipe()
-	if err != nil {
-		return 0, nil, nil, fmt.Errorf("creating stdout pipe: %w", err)
-	}
-	errR, errW, err := os.Pipe()
-	if err != nil {
-		outR.Close()
-		outW.Close()
-		return 0, nil, nil, fmt.Errorf("creating stderr pipe: %w", err)
-	}
-	defer func() {
-		if retErr != nil {
-			outR.Close()
-			errR.Close()
-		}
-	}()
 	ctx := context.Background()
-	err = m.runc.Create(ctx, m.p.ID, m.p.Bundle, oci.CreateOpts{PidFile: m.p.PidFile, Stdout: outW, Stderr: errW})
-	// Only the container holds the write ends now, so EOF means it is gone.
-	outW.Close()
-	errW.Close()
+	var err error
+	if m.p.Tty {
+		sio, err = m.createWithTerminal(ctx)
+	} else {
+		sio, err = m.createWithPipes(ctx)
+	}
 	if err != nil {
 		return 0, nil, nil, err
 	}
 	defer func() {
 		if retErr != nil {
+			for _, o := range sio.outputs {
+				o.r.Close()
+			}
+			if sio.stdin != nil {
+				sio.stdin.Close()
+			}
 			if err := m.runc.Delete(ctx, m.p.ID, true); err != nil {
 				retErr = fmt.Errorf("%w; removing the container: %v", retErr, err)
 			}
@@ -185,7 +211,106 @@ func (m *monitor) create() (pid int, stdout, stderr *os.File, retErr error) {
 	if err := m.log.reopen(); err != nil {
 		return 0, nil, nil, err
 	}
-	return pid, outR, errR, nil
+	attach, err = listenAttach(m.p.Bundle, sio.stdin, m.p.StdinOnce, sio.resize)
+	if err != nil {
+		return 0, nil, nil, err
+	}
+	return pid, sio, attach, nil
+}
+
+// createWithPipes runs runc create with pipes as the container's stdout and
+// stderr, and stdin when it has one.
+func (m *monitor) createWithPipes(ctx context.Context) (_ *stdio, retErr error) {
+	var parent, child []*os.File
+	defer func() {
+		// Only the container holds the child ends now, so EOF means it
+		// is gone.
+		for _, f := range child {
+			f.Close()
+		}
+		if retErr != nil {
+			for _, f := range parent {
+				f.Close()
+			}
+		}
+	}()
+	pipe := func(containerReads bool) (*os.File, *os.File, error) {
+		r, w, err := os.Pipe()
+		if err != nil {
+			return nil, nil, fmt.Errorf("creating pipe: %w", err)
+		}
+		if containerReads {
+			r, w = w, r
+		}
+		parent, child = append(parent, r), append(child, w)
+		return r, w, nil
+	}
+	outR, outW, err := pipe(false)
+	if err != nil {
+		return nil, err
+	}
+	errR, errW, err := pipe(false)
+	if err != nil {
+		return nil, err
+	}
+	o := oci.CreateOpts{PidFile: m.p.PidFile, Stdout: outW, Stderr: errW}
+	s := &stdio{outputs: []output{{outR, crilog.Stdout, streamStdout}, {errR, crilog.Stderr, streamStderr}}}
+	if m.p.Stdin {
+		inW, inR, err := pipe(true)
+		if err != nil {
+			return nil, err
+		}
+		o.Stdin, s.stdin = inR, inW
+	}
+	if err := m.runc.Create(ctx, m.p.ID, m.p.Bundle, o); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// createWithTerminal runs runc create with a terminal for the container's
+// process; its output is logged as stdout.
+func (m *monitor) createWithTerminal(ctx context.Context) (*stdio, error) {
+	cs, err := oci.NewConsoleSocket()
+	if err != nil {
+		return nil, err
+	}
+	defer cs.Close()
+	if err := m.runc.Create(ctx, m.p.ID, m.p.Bundle, oci.CreateOpts{PidFile: m.p.PidFile, ConsoleSocket: cs.Path()}); err != nil {
+		return nil, err
+	}
+	master, err := cs.ReceiveMaster(consoleTimeout)
+	if err != nil {
+		if derr := m.runc.Delete(ctx, m.p.ID, true); derr != nil {
+			return nil, fmt.Errorf("%w; removing the container: %v", err, derr)
+		}
+		return nil, err
+	}
+	s := &stdio{
+		outputs: []output{{master, crilog.Stdout, streamStdout}},
+		resize:  func(size oci.TerminalSize) { setWinsize(master, size) },
+	}
+	if m.p.Stdin {
+		// A terminal cannot be half closed: StdinOnce leaves it open.
+		s.stdin = nopCloser{master}
+	}
+	return s, nil
+}
+
+type nopCloser struct{ io.Writer }
+
+func (nopCloser) Close() error { return nil }
+
+// setWinsize sets the terminal's size; the kernel signals SIGWINCH to the
+// process group in its foreground.
+func setWinsize(master *os.File, size oci.TerminalSize) {
+	raw, err := master.SyscallConn()
+	if err != nil {
+		return
+	}
+	_ = raw.Control(func(fd uintptr) {
+		_ = unix.IoctlSetWinsize(int(fd), unix.TIOCSWINSZ, &unix.Winsize{Row: size.Height, Col: size.Width})
+	})
 }
 
 // wait reaps children until the container's process has exited and returns
@@ -230,14 +355,16 @@ func reapAll() {
 	}
 }
 
-// copyLog copies r to w until EOF or the read deadline; errors writing
-// the log do not stop the copy, or the container would block on a full pipe.
-func copyLog(r *os.File, w io.WriteCloser) {
-	buf := make([]byte, 8192)
+// copyOutput copies r to the log w and to attached clients until EOF or the
+// read deadline. Errors writing the log do not stop the copy, or the
+// container would block on a full pipe.
+func copyOutput(r *os.File, w io.WriteCloser, attached func([]byte)) {
+	buf := make([]byte, chunkSize)
 	for {
 		n, err := r.Read(buf)
 		if n > 0 {
 			_, _ = w.Write(buf[:n])
+			attached(buf[:n])
 		}
 		if err != nil {
 			break
