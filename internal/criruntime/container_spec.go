@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -82,6 +84,13 @@ func (s *Service) containerSpec(ctx context.Context, rec *containerRecord, sb *s
 			return nil, err
 		}
 		spec.Process.Capabilities = &specs.LinuxCapabilities{Bounding: c, Permitted: c, Effective: c}
+	}
+	if !sc.GetPrivileged() {
+		// A privileged container runs without seccomp, as with containerd.
+		spec.Linux.Seccomp, err = seccompFor(sc.GetSeccomp(), sc.GetSeccompProfilePath(), spec.Process.Capabilities.Bounding)
+		if err != nil {
+			return nil, err
+		}
 	}
 	spec.Process.NoNewPrivileges = sc.GetNoNewPrivs()
 	if p := sc.GetMaskedPaths(); p != nil {
@@ -302,7 +311,40 @@ var capabilityNames = []string{
 	"CAP_CHECKPOINT_RESTORE",
 }
 
-func allCapabilities() []string { return append([]string{}, capabilityNames...) }
+// allCapabilities is every capability the runtime itself has (its bounding
+// set), as containerd grants a privileged container or "ALL": asking for one
+// the runtime lacks (CAP_SYS_RESOURCE in some sandboxes) would make runc fail.
+func allCapabilities() []string {
+	ownCapsOnce.Do(func() {
+		ownCaps = append([]string{}, capabilityNames...)
+		data, err := os.ReadFile("/proc/self/status")
+		if err != nil {
+			return
+		}
+		for _, line := range strings.Split(string(data), "\n") {
+			hex, ok := strings.CutPrefix(line, "CapBnd:")
+			if !ok {
+				continue
+			}
+			mask, err := strconv.ParseUint(strings.TrimSpace(hex), 16, 64)
+			if err != nil {
+				return
+			}
+			ownCaps = ownCaps[:0]
+			for i, name := range capabilityNames {
+				if mask&(1<<uint(i)) != 0 {
+					ownCaps = append(ownCaps, name)
+				}
+			}
+		}
+	})
+	return append([]string{}, ownCaps...)
+}
+
+var (
+	ownCapsOnce sync.Once
+	ownCaps     []string
+)
 
 // adjustCapabilities applies the CRI's add and drop lists ("ALL" allowed,
 // names with or without CAP_) to base, as containerd does: drop first, then add.
@@ -343,7 +385,7 @@ func adjustCapabilities(base, add, drop []string) ([]string, error) {
 			return nil, err
 		}
 		if n == "ALL" {
-			for _, k := range capabilityNames {
+			for _, k := range allCapabilities() {
 				set[k] = true
 			}
 			continue

@@ -311,6 +311,13 @@ func (s *Service) sandboxSpec(rec *sandboxRecord) (*specs.Spec, error) {
 	if spec.Linux == nil {
 		spec.Linux = &specs.Linux{}
 	}
+	if sc := config.GetLinux().GetSecurityContext(); !sc.GetPrivileged() {
+		var err error
+		spec.Linux.Seccomp, err = seccompFor(sc.GetSeccomp(), sc.GetSeccompProfilePath(), nil)
+		if err != nil {
+			return nil, err
+		}
+	}
 
 	var namespaces []specs.LinuxNamespace
 	namespaces = append(namespaces, specs.LinuxNamespace{Type: specs.MountNamespace})

@@ -106,3 +106,54 @@ func sameFields(got, want string) bool {
 	slices.Sort(w)
 	return slices.Equal(g, w)
 }
+
+// Seccomp: none by default and for Unconfined, the runtime's default
+// profile for RuntimeDefault, a file for Localhost; a privileged container
+// ignores the profile.
+func TestSeccomp(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	profile := filepath.Join(t.TempDir(), "block.json")
+	if err := os.WriteFile(profile, []byte(`{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["chmod","fchmodat","sethostname"],"action":"SCMP_ACT_ERRNO"}]}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sbc := e.sandboxConfig("seccomp", runtimeapi.NamespaceMode_POD)
+	sbc.Linux.SecurityContext.Privileged = true
+	sb := e.runSandbox(sbc)
+	run := func(name string, p *runtimeapi.SecurityProfile, privileged bool) string {
+		c := containerConfig(name, runtimeapi.NamespaceMode_POD, "sleep", "1000")
+		c.Linux.SecurityContext.Seccomp = p
+		c.Linux.SecurityContext.Privileged = privileged
+		return e.runContainer(sb, sbc, c)
+	}
+	seccompMode := func(id string) string {
+		out := e.execUntil(id, "grep", "Seccomp:", "/proc/self/status")
+		return strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(out), "Seccomp:"))
+	}
+	if m := seccompMode(run("nil", nil, false)); m != "0" {
+		t.Errorf("no profile: Seccomp %s, want 0", m)
+	}
+	if m := seccompMode(run("unconfined", &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_Unconfined}, false)); m != "0" {
+		t.Errorf("Unconfined: Seccomp %s, want 0", m)
+	}
+	def := run("default", &runtimeapi.SecurityProfile{}, false)
+	if m := seccompMode(def); m != "2" {
+		t.Errorf("RuntimeDefault: Seccomp %s, want 2", m)
+	}
+	local := run("local", &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_Localhost, LocalhostRef: profile}, false)
+	resp, err := e.svc.ExecSync(ctx, &runtimeapi.ExecSyncRequest{ContainerId: local, Cmd: []string{"chmod", "400", "/"}})
+	if err != nil || resp.ExitCode == 0 || !strings.Contains(string(resp.Stderr), "Operation not permitted") {
+		t.Errorf("chmod under a profile blocking it: %v %v", resp, err)
+	}
+	priv := run("privileged", &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_Localhost, LocalhostRef: profile}, true)
+	if m := seccompMode(priv); m != "0" {
+		t.Errorf("privileged container: Seccomp %s, want 0", m)
+	}
+	e.execUntil(priv, "hostname", "renamed")
+
+	c := containerConfig("group", runtimeapi.NamespaceMode_POD, "true")
+	c.Linux.SecurityContext.RunAsGroup = &runtimeapi.Int64Value{Value: 5}
+	if _, err := e.svc.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{PodSandboxId: sb, Config: c, SandboxConfig: sbc}); code(err) != codes.InvalidArgument {
+		t.Errorf("run_as_group without a user: %v, want InvalidArgument", err)
+	}
+}

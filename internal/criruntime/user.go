@@ -57,6 +57,9 @@ func resolveUser(rootfs, imageUser string, sc *runtimeapi.LinuxContainerSecurity
 		return passwdEntry{}, false
 	}
 
+	if sc.GetRunAsGroup() != nil && sc.GetRunAsUser() == nil && sc.GetRunAsUsername() == "" {
+		return specs.User{}, invalidf("run_as_group needs run_as_user or run_as_username")
+	}
 	var u specs.User
 	var username string
 	switch {
