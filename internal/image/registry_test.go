@@ -43,7 +43,7 @@ type testRegistry struct {
 	stalled chan struct{}
 }
 
-func newRegistry(t *testing.T) *testRegistry {
+func newRegistry(t testing.TB) *testRegistry {
 	t.Helper()
 	r := &testRegistry{}
 	h := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
@@ -101,7 +101,7 @@ func newRegistry(t *testing.T) *testRegistry {
 	return r
 }
 
-func (r *testRegistry) push(t *testing.T, ref string, img v1.Image) name.Reference {
+func (r *testRegistry) push(t testing.TB, ref string, img v1.Image) name.Reference {
 	t.Helper()
 	n, err := name.ParseReference(r.host + "/" + ref)
 	if err != nil {
@@ -113,7 +113,7 @@ func (r *testRegistry) push(t *testing.T, ref string, img v1.Image) name.Referen
 	return n
 }
 
-func (r *testRegistry) pushIndex(t *testing.T, ref string, idx v1.ImageIndex) {
+func (r *testRegistry) pushIndex(t testing.TB, ref string, idx v1.ImageIndex) {
 	t.Helper()
 	n, err := name.ParseReference(r.host + "/" + ref)
 	if err != nil {
@@ -126,7 +126,7 @@ func (r *testRegistry) pushIndex(t *testing.T, ref string, idx v1.ImageIndex) {
 
 // buildImage makes an image of tar layers, OCI media types when oci, each
 // layer compressed with comp, for arch.
-func buildImage(t *testing.T, oci bool, comp compression.Compression, arch string, layers ...[]byte) v1.Image {
+func buildImage(t testing.TB, oci bool, comp compression.Compression, arch string, layers ...[]byte) v1.Image {
 	t.Helper()
 	img := empty.Image
 	if oci {
@@ -164,7 +164,7 @@ func buildImage(t *testing.T, oci bool, comp compression.Compression, arch strin
 }
 
 // writeHosts writes certs.d/<registry>/hosts.toml.
-func writeHosts(t *testing.T, certsDir, registry, content string) {
+func writeHosts(t testing.TB, certsDir, registry, content string) {
 	t.Helper()
 	dir := filepath.Join(certsDir, registry)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
