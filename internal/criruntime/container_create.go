@@ -36,9 +36,6 @@ func (s *Service) createContainer(ctx context.Context, req *runtimeapi.CreateCon
 	if config.GetImage().GetImage() == "" {
 		return "", invalidf("container image is required")
 	}
-	if config.GetTty() || config.GetStdin() {
-		return "", invalidf("tty and stdin containers are not supported yet")
-	}
 	sb, err := s.getSandbox(req.GetPodSandboxId())
 	if err != nil {
 		return "", fmt.Errorf("find sandbox of container: %w", err)
@@ -152,6 +149,11 @@ func (s *Service) createContainer(ctx context.Context, req *runtimeapi.CreateCon
 		LogPath:  rec.LogPath,
 		ExitFile: filepath.Join(dir, "exit"),
 		PidFile:  filepath.Join(dir, "pid"),
+		// The monitor holds stdin open for Attach and gives the process a
+		// terminal (the spec's process.terminal is set to match).
+		Stdin:     config.GetStdin(),
+		StdinOnce: config.GetStdinOnce(),
+		Tty:       config.GetTty(),
 	})
 	if err != nil {
 		return "", fmt.Errorf("create container: %w", err)

@@ -36,6 +36,7 @@ func (s *Service) containerSpec(ctx context.Context, rec *containerRecord, sb *s
 		return nil, err
 	}
 	spec.Process.Args = args
+	spec.Process.Terminal = config.GetTty()
 
 	// Environment: HOSTNAME, then the image's, then the config's, each later
 	// value replacing an earlier one of the same name.

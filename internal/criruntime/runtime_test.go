@@ -324,3 +324,23 @@ func (e *env) checkCleanContainers(sb string, n int) {
 }
 
 func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
+
+// A container with stdin and a terminal runs; its terminal output is logged.
+func TestTtyContainer(t *testing.T) {
+	e := newEnv(t)
+	sbc := e.sandboxConfig("tty", runtimeapi.NamespaceMode_POD)
+	sb := e.runSandbox(sbc)
+	c := containerConfig("tty", runtimeapi.NamespaceMode_POD, "sh", "-c", "tty; [ -t 0 ] && echo stdin-is-a-tty; exit 0")
+	c.Tty, c.Stdin = true, true
+	id := e.runContainer(sb, sbc, c)
+	if st := e.waitExited(id); st.ExitCode != 0 {
+		t.Errorf("tty container exit %d", st.ExitCode)
+	}
+	log, err := os.ReadFile(e.status(id).LogPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(log), "/dev/pts/") || !strings.Contains(string(log), "stdin-is-a-tty") {
+		t.Errorf("tty container log:\n%s", log)
+	}
+}
