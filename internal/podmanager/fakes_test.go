@@ -175,6 +175,7 @@ type recordingRuntime struct {
 	*critest.FakeRuntimeService
 	mu    sync.Mutex
 	stops map[string]int64 // container name → timeout
+	order []string         // container names in the order they were stopped
 }
 
 func (r *recordingRuntime) StopContainer(ctx context.Context, id string, timeout int64) error {
@@ -186,6 +187,7 @@ func (r *recordingRuntime) StopContainer(ctx context.Context, id string, timeout
 	r.FakeRuntimeService.Unlock()
 	r.mu.Lock()
 	r.stops[name] = timeout
+	r.order = append(r.order, name)
 	r.mu.Unlock()
 	return r.FakeRuntimeService.StopContainer(ctx, id, timeout)
 }

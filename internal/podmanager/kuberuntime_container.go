@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -494,11 +495,22 @@ func (m *Manager) killContainer(ctx context.Context, pod *corev1.Pod, cs *contai
 	return nil
 }
 
-// killContainers stops the given containers in parallel (killContainersWithSyncResult).
+// killContainers stops the given containers (killContainersWithSyncResult):
+// the app containers (and any regular init container) in parallel, then the
+// sidecars one by one in reverse order, each with what is left of the grace period.
 func (m *Manager) killContainers(ctx context.Context, pod *corev1.Pod, containers []*containerStatus, gracePeriod int64) error {
+	var regular, sidecars []*containerStatus
+	for _, cs := range containers {
+		if isRestartableInitContainer(initContainerByName(pod, cs.Name)) {
+			sidecars = append(sidecars, cs)
+		} else {
+			regular = append(regular, cs)
+		}
+	}
+	start := m.clock.Now()
 	var wg sync.WaitGroup
-	errs := make([]error, len(containers))
-	for i, cs := range containers {
+	errs := make([]error, len(regular))
+	for i, cs := range regular {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -506,7 +518,23 @@ func (m *Manager) killContainers(ctx context.Context, pod *corev1.Pod, container
 		}()
 	}
 	wg.Wait()
+	sort.SliceStable(sidecars, func(i, j int) bool {
+		return initContainerIndex(pod, sidecars[i].Name) > initContainerIndex(pod, sidecars[j].Name)
+	})
+	for _, cs := range sidecars {
+		left := gracePeriod - int64(m.clock.Since(start).Seconds())
+		errs = append(errs, m.killContainer(ctx, pod, cs, left, ""))
+	}
 	return errors.Join(errs...)
+}
+
+func initContainerIndex(pod *corev1.Pod, name string) int {
+	for i := range pod.Spec.InitContainers {
+		if pod.Spec.InitContainers[i].Name == name {
+			return i
+		}
+	}
+	return -1
 }
 
 // removeContainer removes the container and its log file (removeContainerLog).

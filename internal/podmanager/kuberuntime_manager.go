@@ -43,8 +43,9 @@ type podActions struct {
 	SandboxID string
 	// Attempt of the sandbox to create.
 	Attempt uint32
-	// NextInitContainerToStart is the init container to start next, if any.
-	NextInitContainerToStart *corev1.Container
+	// InitContainersToStart are indexes into pod.Spec.InitContainers, in order:
+	// sidecars to (re)start and at most one regular init container, last.
+	InitContainersToStart []int
 	// ContainersToStart are indexes into pod.Spec.Containers.
 	ContainersToStart []int
 	// ContainersToKill are running containers to stop (unknown state, changed spec).
@@ -112,53 +113,91 @@ func podSandboxChanged(pod *corev1.Pod, podStatus *runtimePodStatus) (bool, uint
 	return false, attempt, s.Id
 }
 
-func isInitContainerFailed(cs *containerStatus) bool {
-	switch cs.State {
-	case runtimeapi.ContainerState_CONTAINER_EXITED:
-		return cs.ExitCode != 0
-	case runtimeapi.ContainerState_CONTAINER_UNKNOWN:
-		return true
-	}
-	return false
-}
-
-// findNextInitContainerToRun returns the status of the last failed init
-// container, the next init container to start, and whether initialization is done.
-func findNextInitContainerToRun(pod *corev1.Pod, podStatus *runtimePodStatus) (*containerStatus, *corev1.Container, bool) {
+// computeInitContainerActions is the kubelet's: regular init containers run one
+// at a time, each to success, in order; sidecars (restartPolicy Always) start in
+// order, count once started (running, and their startup probe passed), and are
+// restarted when they exit or fail their probes. It returns whether
+// initialization is done so that the app containers may run.
+func (m *Manager) computeInitContainerActions(pod *corev1.Pod, podStatus *runtimePodStatus, changes *podActions) bool {
 	inits := pod.Spec.InitContainers
 	if len(inits) == 0 {
-		return nil, nil, true
+		return true
 	}
-	// Any app container running means initialization finished earlier.
-	for i := range pod.Spec.Containers {
-		if cs := podStatus.FindContainerStatusByName(pod.Spec.Containers[i].Name); cs != nil && cs.State == runtimeapi.ContainerState_CONTAINER_RUNNING {
-			return nil, nil, true
-		}
-	}
-	for i := len(inits) - 1; i >= 0; i-- {
-		if cs := podStatus.FindContainerStatusByName(inits[i].Name); cs != nil && isInitContainerFailed(cs) {
-			return cs, &inits[i], false
-		}
-	}
-	for i := len(inits) - 1; i >= 0; i-- {
-		cs := podStatus.FindContainerStatusByName(inits[i].Name)
+	initialized := podHasInitialized(pod, podStatus)
+	for i := range inits {
+		c := &inits[i]
+		restartable := isRestartableInitContainer(c)
+		cs := podStatus.FindContainerStatusByName(c.Name)
 		if cs == nil {
+			if initialized {
+				if restartable {
+					changes.InitContainersToStart = append(changes.InitContainersToStart, i)
+				}
+				continue
+			}
+			changes.InitContainersToStart = append(changes.InitContainersToStart, i)
+			return false
+		}
+		if initialized && !restartable {
 			continue
 		}
 		switch cs.State {
-		case runtimeapi.ContainerState_CONTAINER_RUNNING:
-			return nil, nil, false
-		case runtimeapi.ContainerState_CONTAINER_EXITED:
-			if i == len(inits)-1 {
-				return nil, nil, true
-			}
-			return nil, &inits[i+1], false
 		case runtimeapi.ContainerState_CONTAINER_CREATED:
-			// Created but never started (a failed start): start it again.
-			return nil, &inits[i], false
+			// Created but not started (a failed start): start it again.
+			changes.InitContainersToStart = append(changes.InitContainersToStart, i)
+			if !restartable || !initialized {
+				return false
+			}
+		case runtimeapi.ContainerState_CONTAINER_RUNNING:
+			if !restartable {
+				return false // wait for it to finish
+			}
+			if c.StartupProbe != nil {
+				r, _ := m.probes.get(startup, cs.ID)
+				if r == resultFailure {
+					changes.ContainersToKill = append(changes.ContainersToKill, containerToKill{status: cs,
+						message:     fmt.Sprintf("Init container %s failed startup probe, will be restarted", c.Name),
+						gracePeriod: probeGracePeriod(c.StartupProbe, gracePeriodForDeletion(pod))})
+					changes.InitContainersToStart = append(changes.InitContainersToStart, i)
+				}
+				if r != resultSuccess && !initialized {
+					return false // not started yet: the next init containers wait
+				}
+			}
+			if r, ok := m.probes.get(liveness, cs.ID); ok && r == resultFailure {
+				changes.ContainersToKill = append(changes.ContainersToKill, containerToKill{status: cs,
+					message:     fmt.Sprintf("Init container %s failed liveness probe, will be restarted", c.Name),
+					gracePeriod: probeGracePeriod(c.LivenessProbe, gracePeriodForDeletion(pod))})
+				changes.InitContainersToStart = append(changes.InitContainersToStart, i)
+			}
+		case runtimeapi.ContainerState_CONTAINER_EXITED:
+			if restartable {
+				changes.InitContainersToStart = append(changes.InitContainersToStart, i)
+				if !initialized {
+					return false
+				}
+				continue
+			}
+			if cs.ExitCode == 0 {
+				continue
+			}
+			if !shouldRestartOnFailure(pod) {
+				changes.KillPod = true
+				changes.InitContainersToStart = nil
+				return false
+			}
+			changes.InitContainersToStart = append(changes.InitContainersToStart, i)
+			return false
+		default:
+			changes.ContainersToKill = append(changes.ContainersToKill, containerToKill{status: cs,
+				message: "Init container is in unknown state, try killing it before restart"})
+			changes.InitContainersToStart = append(changes.InitContainersToStart, i)
+			if !restartable || !initialized {
+				return false
+			}
 		}
 	}
-	return nil, &inits[0], false
+	return true
 }
 
 // computePodActions decides what to do to bring the runtime to the pod's spec.
@@ -184,34 +223,20 @@ func (m *Manager) computePodActions(pod *corev1.Pod, podStatus *runtimePodStatus
 			}
 			toStart = append(toStart, i)
 		}
-		if len(toStart) == 0 {
-			if _, _, done := findNextInitContainerToRun(pod, podStatus); done {
-				changes.CreateSandbox = false
-				return changes
-			}
+		if len(toStart) == 0 && podHasInitialized(pod, podStatus) {
+			changes.CreateSandbox = false
+			return changes
 		}
 		if len(pod.Spec.InitContainers) != 0 {
-			changes.NextInitContainerToStart = &pod.Spec.InitContainers[0]
+			changes.InitContainersToStart = []int{0}
 			return changes
 		}
 		changes.ContainersToStart = toStart
 		return changes
 	}
 
-	// Initialization first: app containers wait for every init container.
-	initLast, next, done := findNextInitContainerToRun(pod, podStatus)
-	if !done {
-		if next != nil {
-			initFailed := initLast != nil && isInitContainerFailed(initLast)
-			if initFailed && !shouldRestartOnFailure(pod) {
-				changes.KillPod = true
-			} else {
-				if initLast != nil && initLast.State == runtimeapi.ContainerState_CONTAINER_UNKNOWN {
-					changes.ContainersToKill = append(changes.ContainersToKill, containerToKill{status: initLast, message: "Init container is in unknown state, try killing it before restart"})
-				}
-				changes.NextInitContainerToStart = next
-			}
-		}
+	// Initialization first: app containers wait for the init containers.
+	if !m.computeInitContainerActions(pod, podStatus, &changes) {
 		return changes
 	}
 
@@ -253,6 +278,8 @@ func (m *Manager) computePodActions(pod *corev1.Pod, podStatus *runtimePodStatus
 	}
 	if keepCount == 0 && len(changes.ContainersToStart) == 0 {
 		changes.KillPod = true
+		// Sidecars do not keep a finished pod alive.
+		changes.InitContainersToStart = nil
 	}
 	return changes
 }
@@ -273,7 +300,7 @@ func (m *Manager) syncPod(ctx context.Context, pod *corev1.Pod) (time.Duration, 
 	m.probes.addPod(pod)
 	changes := m.computePodActions(pod, podStatus)
 	plog.FromContext(ctx).Debug("computed pod actions", "createSandbox", changes.CreateSandbox, "killPod", changes.KillPod,
-		"nextInit", changes.NextInitContainerToStart != nil, "start", changes.ContainersToStart, "kill", len(changes.ContainersToKill))
+		"init", changes.InitContainersToStart, "start", changes.ContainersToStart, "kill", len(changes.ContainersToKill))
 
 	requeue, applied, syncErr := m.applyPodActions(ctx, pod, podStatus, changes)
 	if applied {
@@ -391,9 +418,13 @@ func (m *Manager) applyPodActions(ctx context.Context, pod *corev1.Pod, podStatu
 		}
 		m.reasonCache.remove(pod.UID, c.Name)
 	}
-	if c := changes.NextInitContainerToStart; c != nil {
+	for _, i := range changes.InitContainersToStart {
+		c := &pod.Spec.InitContainers[i]
 		start(c, containerTypeInit)
-		return requeue, applied, err
+		if !isRestartableInitContainer(c) {
+			// One regular init container at a time; the app containers wait.
+			return requeue, applied, err
+		}
 	}
 	for _, i := range changes.ContainersToStart {
 		start(&pod.Spec.Containers[i], containerTypeRegular)
