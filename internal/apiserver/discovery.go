@@ -1,0 +1,146 @@
+package apiserver
+
+import (
+	"fmt"
+	"mime"
+	"net/http"
+	goruntime "runtime"
+	"strings"
+
+	apidiscoveryv2 "k8s.io/api/apidiscovery/v2"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/version"
+
+	"github.com/peapod-dev/peapod/internal/registry"
+)
+
+// aggregatedDiscovery is the media type of aggregated discovery (v2).
+const aggregatedDiscovery = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
+
+func (s *Server) serveHealth(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	fmt.Fprint(w, "ok")
+}
+
+func (s *Server) serveVersion(w http.ResponseWriter, r *http.Request) {
+	major, minor := "1", ""
+	if parts := strings.SplitN(strings.TrimPrefix(s.version, "v"), ".", 3); len(parts) >= 2 {
+		major, minor = parts[0], parts[1]
+	}
+	writeJSON(w, http.StatusOK, "application/json", version.Info{
+		Major: major, Minor: minor, GitVersion: s.version,
+		GoVersion: goruntime.Version(), Compiler: goruntime.Compiler,
+		Platform: goruntime.GOOS + "/" + goruntime.GOARCH,
+	})
+}
+
+// wantsAggregated: the client asked for aggregated discovery v2.
+func wantsAggregated(r *http.Request) bool {
+	for _, part := range strings.Split(r.Header.Get("Accept"), ",") {
+		mt, params, err := mime.ParseMediaType(strings.TrimSpace(part))
+		if err == nil && mt == "application/json" && params["g"] == "apidiscovery.k8s.io" && params["v"] == "v2" && params["as"] == "APIGroupDiscoveryList" {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Server) serveAPIVersions(w http.ResponseWriter, r *http.Request) {
+	if wantsAggregated(r) {
+		list := apidiscoveryv2.APIGroupDiscoveryList{
+			TypeMeta: metav1.TypeMeta{Kind: "APIGroupDiscoveryList", APIVersion: "apidiscovery.k8s.io/v2"},
+			Items: []apidiscoveryv2.APIGroupDiscovery{{
+				Versions: []apidiscoveryv2.APIVersionDiscovery{{
+					Version:   "v1",
+					Resources: s.discoveryResources(),
+					Freshness: apidiscoveryv2.DiscoveryFreshnessCurrent,
+				}},
+			}},
+		}
+		writeJSON(w, http.StatusOK, aggregatedDiscovery, list)
+		return
+	}
+	writeJSON(w, http.StatusOK, "application/json", metav1.APIVersions{
+		TypeMeta: metav1.TypeMeta{Kind: "APIVersions"},
+		Versions: []string{"v1"},
+		ServerAddressByClientCIDRs: []metav1.ServerAddressByClientCIDR{{
+			ClientCIDR: "0.0.0.0/0", ServerAddress: s.clientAddr(),
+		}},
+	})
+}
+
+func (s *Server) serveAPIGroups(w http.ResponseWriter, r *http.Request) {
+	if wantsAggregated(r) {
+		writeJSON(w, http.StatusOK, aggregatedDiscovery, apidiscoveryv2.APIGroupDiscoveryList{
+			TypeMeta: metav1.TypeMeta{Kind: "APIGroupDiscoveryList", APIVersion: "apidiscovery.k8s.io/v2"},
+			Items:    []apidiscoveryv2.APIGroupDiscovery{},
+		})
+		return
+	}
+	writeJSON(w, http.StatusOK, "application/json", metav1.APIGroupList{
+		TypeMeta: metav1.TypeMeta{Kind: "APIGroupList", APIVersion: "v1"},
+		Groups:   []metav1.APIGroup{},
+	})
+}
+
+func (s *Server) serveResourceList(w http.ResponseWriter, r *http.Request) {
+	list := metav1.APIResourceList{
+		TypeMeta:     metav1.TypeMeta{Kind: "APIResourceList", APIVersion: "v1"},
+		GroupVersion: "v1",
+	}
+	for _, res := range s.reg.Resources() {
+		list.APIResources = append(list.APIResources, metav1.APIResource{
+			Name: res.Name, SingularName: res.SingularName, Namespaced: res.Namespaced,
+			Kind: res.Kind, Verbs: res.Verbs, ShortNames: res.ShortNames,
+		})
+		for _, sub := range res.Subresources {
+			list.APIResources = append(list.APIResources, metav1.APIResource{
+				Name: res.Name + "/" + sub, Namespaced: res.Namespaced,
+				Kind: subresourceKind(res, sub), Verbs: subresourceVerbs(sub),
+			})
+		}
+	}
+	writeJSON(w, http.StatusOK, "application/json", list)
+}
+
+func (s *Server) discoveryResources() []apidiscoveryv2.APIResourceDiscovery {
+	var out []apidiscoveryv2.APIResourceDiscovery
+	for _, res := range s.reg.Resources() {
+		scope := apidiscoveryv2.ScopeCluster
+		if res.Namespaced {
+			scope = apidiscoveryv2.ScopeNamespace
+		}
+		d := apidiscoveryv2.APIResourceDiscovery{
+			Resource:         res.Name,
+			ResponseKind:     &metav1.GroupVersionKind{Version: "v1", Kind: res.Kind},
+			Scope:            scope,
+			SingularResource: res.SingularName,
+			Verbs:            res.Verbs,
+			ShortNames:       res.ShortNames,
+		}
+		for _, sub := range res.Subresources {
+			d.Subresources = append(d.Subresources, apidiscoveryv2.APISubresourceDiscovery{
+				Subresource:  sub,
+				ResponseKind: &metav1.GroupVersionKind{Version: "v1", Kind: subresourceKind(res, sub)},
+				Verbs:        subresourceVerbs(sub),
+			})
+		}
+		out = append(out, d)
+	}
+	return out
+}
+
+func subresourceKind(res *registry.Resource, sub string) string {
+	if sub == "log" {
+		return "Pod"
+	}
+	return res.Kind
+}
+
+func subresourceVerbs(sub string) []string {
+	if sub == "log" {
+		return []string{"get"}
+	}
+	return []string{"get", "patch", "update"}
+}

@@ -1,0 +1,150 @@
+package apiserver
+
+import (
+	"net/http"
+	"strings"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/peapod-dev/peapod/internal/registry"
+)
+
+// request is a parsed resource request: /api/v1[/namespaces/NS]/RESOURCE[/NAME[/SUBRESOURCE]].
+type request struct {
+	res         *registry.Resource
+	namespace   string
+	name        string
+	subresource string
+}
+
+// ServeHTTP authenticates the request and routes it.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 {
+		s.writeStatus(w, r, &metav1.Status{
+			Status: metav1.StatusFailure, Message: "Unauthorized",
+			Reason: metav1.StatusReasonUnauthorized, Code: http.StatusUnauthorized,
+		})
+		return
+	}
+	s.log.Debug("request", "method", r.Method, "url", r.URL.String(), "user", r.TLS.VerifiedChains[0][0].Subject.CommonName)
+	path := strings.Trim(r.URL.Path, "/")
+	switch path {
+	case "healthz", "livez", "readyz":
+		s.serveHealth(w, r)
+		return
+	case "version":
+		s.serveVersion(w, r)
+		return
+	case "api":
+		s.serveAPIVersions(w, r)
+		return
+	case "apis":
+		s.serveAPIGroups(w, r)
+		return
+	case "api/v1":
+		s.serveResourceList(w, r)
+		return
+	}
+	parts := strings.Split(path, "/")
+	if len(parts) < 3 || parts[0] != "api" || parts[1] != "v1" {
+		s.writeError(w, r, notFoundPath())
+		return
+	}
+	req, ok := s.parse(parts[2:])
+	if !ok {
+		s.writeError(w, r, notFoundPath())
+		return
+	}
+	s.serveResource(w, r, req)
+}
+
+// parse splits the path after /api/v1.
+func (s *Server) parse(parts []string) (*request, bool) {
+	req := &request{}
+	if len(parts) >= 3 && parts[0] == "namespaces" {
+		if res, ok := s.reg.Resource(parts[2]); ok && res.Namespaced {
+			req.namespace = parts[1]
+			parts = parts[2:]
+		}
+	}
+	res, ok := s.reg.Resource(parts[0])
+	if !ok || len(parts) > 3 {
+		return nil, false
+	}
+	req.res = res
+	if len(parts) > 1 {
+		req.name = parts[1]
+	}
+	if len(parts) > 2 {
+		req.subresource = parts[2]
+		if !contains(res.Subresources, req.subresource) {
+			return nil, false
+		}
+	}
+	// A namespaced object needs its namespace in the path.
+	if res.Namespaced && req.namespace == "" && req.name != "" {
+		return nil, false
+	}
+	return req, true
+}
+
+func (s *Server) serveResource(w http.ResponseWriter, r *http.Request, req *request) {
+	switch {
+	case req.name == "":
+		switch r.Method {
+		case http.MethodGet:
+			if isWatch(r) {
+				s.watch(w, r, req)
+			} else {
+				s.list(w, r, req)
+			}
+			return
+		case http.MethodPost:
+			if req.res.Namespaced && req.namespace == "" {
+				break
+			}
+			s.create(w, r, req)
+			return
+		case http.MethodDelete:
+			s.deleteCollection(w, r, req)
+			return
+		}
+	case req.subresource == "log":
+		if r.Method == http.MethodGet {
+			s.logs(w, r, req)
+			return
+		}
+	case req.subresource == "status" || req.subresource == "":
+		switch r.Method {
+		case http.MethodGet:
+			s.get(w, r, req)
+			return
+		case http.MethodPut:
+			s.update(w, r, req)
+			return
+		case http.MethodPatch:
+			s.patch(w, r, req)
+			return
+		case http.MethodDelete:
+			if req.subresource == "" {
+				s.delete(w, r, req)
+				return
+			}
+		}
+	}
+	s.writeError(w, r, apierrors.NewMethodNotSupported(schemaGR(req.res.Name), strings.ToLower(r.Method)))
+}
+
+func isWatch(r *http.Request) bool {
+	v := r.URL.Query().Get("watch")
+	return v == "1" || v == "true"
+}
+
+func notFoundPath() error {
+	return &apierrors.StatusError{ErrStatus: metav1.Status{
+		Status: metav1.StatusFailure, Message: "the server could not find the requested resource",
+		Reason: metav1.StatusReasonNotFound, Code: http.StatusNotFound,
+		Details: &metav1.StatusDetails{},
+	}}
+}

@@ -1,0 +1,221 @@
+// Package apiserver serves the Kubernetes REST API over HTTPS for kubectl
+// and client-go: discovery, the core/v1 resources of internal/registry,
+// server-side tables, watch and pod logs. Every request must present the
+// client certificate the generated kubeconfig holds.
+package apiserver
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"runtime/debug"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/peapod-dev/peapod/internal/registry"
+)
+
+// LogStreamer writes a pod's container logs (the pod manager implements it).
+type LogStreamer interface {
+	StreamLogs(ctx context.Context, pod *corev1.Pod, o *corev1.PodLogOptions, w io.Writer) error
+}
+
+// DefaultAddr is where the API is served unless configured otherwise.
+const DefaultAddr = "127.0.0.1:6443"
+
+// DefaultMaxRequestBodyBytes is the largest request body accepted (413
+// above it); the kube-apiserver's default is also 3 MiB.
+const DefaultMaxRequestBodyBytes = 3 << 20
+
+// Config wires the server.
+type Config struct {
+	// Addr is the listen address; default DefaultAddr, tests use 127.0.0.1:0.
+	Addr string
+	// Dir holds pki/ and kubeconfig.
+	Dir      string
+	Registry *registry.Registry
+	// Logs serves the log subresource; nil answers it with an error.
+	Logs   LogStreamer
+	Logger *slog.Logger
+	// MaxRequestBodyBytes; default DefaultMaxRequestBodyBytes.
+	MaxRequestBodyBytes int64
+	// BookmarkInterval is how often watchers that allow bookmarks get one;
+	// default one minute (the kube-apiserver sends them about as often).
+	BookmarkInterval time.Duration
+}
+
+// Server is the HTTPS API server.
+type Server struct {
+	cfg     Config
+	reg     *registry.Registry
+	log     *slog.Logger
+	version string
+
+	mu     sync.Mutex
+	ln     net.Listener
+	srv    *http.Server
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// New validates the configuration; Start begins serving.
+func New(cfg Config) (*Server, error) {
+	if cfg.Registry == nil {
+		return nil, errors.New("apiserver: no registry")
+	}
+	if cfg.Dir == "" {
+		return nil, errors.New("apiserver: no directory")
+	}
+	if cfg.Addr == "" {
+		cfg.Addr = DefaultAddr
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.MaxRequestBodyBytes <= 0 {
+		cfg.MaxRequestBodyBytes = DefaultMaxRequestBodyBytes
+	}
+	if cfg.BookmarkInterval <= 0 {
+		cfg.BookmarkInterval = time.Minute
+	}
+	return &Server{
+		cfg:     cfg,
+		reg:     cfg.Registry,
+		log:     cfg.Logger.With("component", "apiserver"),
+		version: apiVersion(),
+	}, nil
+}
+
+// apiVersion is the Kubernetes version whose API types peapod serves: that
+// of the k8s.io/api module it is built with (v0.X.Y serves v1.X.Y).
+func apiVersion() string {
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, m := range bi.Deps {
+			if m.Path == "k8s.io/api" && strings.HasPrefix(m.Version, "v0.") {
+				return "v1." + strings.TrimPrefix(m.Version, "v0.")
+			}
+		}
+	}
+	return "v1.0.0"
+}
+
+// Start listens, serves in the background and writes DIR/kubeconfig; it
+// returns once requests can be served.
+func (s *Server) Start(ctx context.Context) error {
+	host, _, err := net.SplitHostPort(s.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen address %q: %w", s.cfg.Addr, err)
+	}
+	hosts := []string{"127.0.0.1", "::1", "localhost"}
+	if ip := net.ParseIP(host); host != "" && (ip == nil || !ip.IsUnspecified()) && !contains(hosts, host) {
+		hosts = append(hosts, host)
+	}
+	p, err := loadOrCreatePKI(filepath.Join(s.cfg.Dir, "pki"), hosts, s.reg.Clock().Now())
+	if err != nil {
+		return fmt.Errorf("apiserver credentials: %w", err)
+	}
+	ln, err := net.Listen("tcp", s.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", s.cfg.Addr, err)
+	}
+	srv := &http.Server{
+		Handler: s,
+		TLSConfig: &tls.Config{
+			Certificates: []tls.Certificate{p.serving},
+			ClientCAs:    p.caPool,
+			// Verified here, refused with 401 in the handler, so an
+			// unauthenticated client gets the API's answer and nothing else.
+			ClientAuth: tls.VerifyClientCertIfGiven,
+			MinVersion: tls.VersionTLS12,
+		},
+		ReadHeaderTimeout: 30 * time.Second,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	srv.BaseContext = func(net.Listener) context.Context { return runCtx }
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := srv.ServeTLS(ln, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("serving", "err", err)
+		}
+	}()
+	go s.sendBookmarks(runCtx)
+
+	s.mu.Lock()
+	s.ln, s.srv, s.cancel, s.done = ln, srv, cancel, done
+	s.mu.Unlock()
+
+	url := "https://" + s.clientAddr()
+	if err := writeKubeconfig(filepath.Join(s.cfg.Dir, "kubeconfig"), url, p); err != nil {
+		s.Shutdown(ctx)
+		return err
+	}
+	s.log.Info("serving the Kubernetes API", "url", url, "kubeconfig", filepath.Join(s.cfg.Dir, "kubeconfig"))
+	return nil
+}
+
+func (s *Server) sendBookmarks(ctx context.Context) {
+	for {
+		t := s.reg.Clock().NewTimer(s.cfg.BookmarkInterval)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C():
+			s.reg.SendBookmarks()
+		}
+	}
+}
+
+// Addr is the address the server listens on (with the real port).
+func (s *Server) Addr() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ln == nil {
+		return ""
+	}
+	return s.ln.Addr().String()
+}
+
+// clientAddr is Addr with an unspecified host replaced by 127.0.0.1.
+func (s *Server) clientAddr() string {
+	host, port, _ := net.SplitHostPort(s.Addr())
+	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// Shutdown stops accepting requests, ends watches and log streams, and
+// waits for the handlers to return or ctx to end.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	srv, cancel, done := s.srv, s.cancel, s.done
+	s.mu.Unlock()
+	if srv == nil {
+		return nil
+	}
+	cancel()
+	err := srv.Shutdown(ctx)
+	<-done
+	return err
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,116 @@
+package registry
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	"github.com/peapod-dev/peapod/internal/store"
+)
+
+type eventStrategy struct{}
+
+func (eventStrategy) prepareForCreate(ctx context.Context, r *Registry, obj store.Object) {}
+
+func (eventStrategy) validate(obj store.Object) field.ErrorList {
+	ev := obj.(*corev1.Event)
+	var errs field.ErrorList
+	if ns := ev.InvolvedObject.Namespace; ns != "" && ns != ev.Namespace {
+		errs = append(errs, field.Invalid(field.NewPath("involvedObject", "namespace"), ns, "does not match event.namespace"))
+	}
+	return errs
+}
+
+func (eventStrategy) prepareForUpdate(obj, old store.Object) {}
+
+func (eventStrategy) validateUpdate(obj, old store.Object) field.ErrorList { return nil }
+
+// eventFields are the event field selectors the API server supports.
+func eventFields(o store.Object) fields.Set {
+	ev := o.(*corev1.Event)
+	source := ev.Source.Component
+	if source == "" {
+		source = ev.ReportingController
+	}
+	return fields.Set{
+		"involvedObject.kind":            ev.InvolvedObject.Kind,
+		"involvedObject.namespace":       ev.InvolvedObject.Namespace,
+		"involvedObject.name":            ev.InvolvedObject.Name,
+		"involvedObject.uid":             string(ev.InvolvedObject.UID),
+		"involvedObject.apiVersion":      ev.InvolvedObject.APIVersion,
+		"involvedObject.resourceVersion": ev.InvolvedObject.ResourceVersion,
+		"involvedObject.fieldPath":       ev.InvolvedObject.FieldPath,
+		"reason":                         ev.Reason,
+		"reportingComponent":             ev.ReportingController,
+		"source":                         source,
+		"type":                           ev.Type,
+	}
+}
+
+// eventCorrelator remembers the event written for each distinct
+// (object, source, type, reason, message) so repeats bump its count, as
+// client-go's EventCorrelator does for the kubelet.
+type eventCorrelator struct {
+	mu    sync.Mutex
+	names map[string]string // key -> event name
+}
+
+// maxCorrelatedEvents bounds the memory the correlator keeps.
+const maxCorrelatedEvents = 4096
+
+func newEventCorrelator() *eventCorrelator {
+	return &eventCorrelator{names: map[string]string{}}
+}
+
+func (r *Registry) recordEvent(ctx context.Context, pod *corev1.Pod, fieldPath, eventType, reason, message string) {
+	ref := corev1.ObjectReference{
+		Kind: "Pod", APIVersion: "v1", Namespace: pod.Namespace, Name: pod.Name,
+		UID: pod.UID, ResourceVersion: pod.ResourceVersion, FieldPath: fieldPath,
+	}
+	source := corev1.EventSource{Component: "kubelet", Host: r.nodeName}
+	key := strings.Join([]string{source.Component, source.Host, ref.Kind, ref.Namespace, ref.Name, string(ref.UID), ref.FieldPath, eventType, reason, message}, "\x00")
+	now := r.now()
+	res := r.resources["events"]
+
+	r.events.mu.Lock()
+	defer r.events.mu.Unlock()
+	if name, ok := r.events.names[key]; ok {
+		_, err := r.store.GuaranteedUpdate(ctx, "events", pod.Namespace, name, nil, func(cur store.Object) (store.Object, error) {
+			ev := cur.(*corev1.Event)
+			ev.Count++
+			ev.LastTimestamp = now
+			return ev, nil
+		})
+		if err == nil {
+			return
+		}
+		delete(r.events.names, key)
+	}
+	ev := &corev1.Event{
+		ObjectMeta:          metav1.ObjectMeta{Name: fmt.Sprintf("%s.%x", pod.Name, r.clock.Now().UnixNano()), Namespace: pod.Namespace},
+		InvolvedObject:      ref,
+		Reason:              reason,
+		Message:             message,
+		Source:              source,
+		FirstTimestamp:      now,
+		LastTimestamp:       now,
+		Count:               1,
+		Type:                eventType,
+		ReportingController: source.Component,
+		ReportingInstance:   source.Host,
+	}
+	if _, err := r.Create(ctx, res, pod.Namespace, ev, nil); err != nil {
+		r.log.Warn("recording event", "pod", pod.Namespace+"/"+pod.Name, "reason", reason, "err", err)
+		return
+	}
+	if len(r.events.names) >= maxCorrelatedEvents {
+		clear(r.events.names)
+	}
+	r.events.names[key] = ev.Name
+}
