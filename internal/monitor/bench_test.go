@@ -82,3 +82,21 @@ func smapsRollup(pid int) (map[string]int64, error) {
 	}
 	return m, sc.Err()
 }
+
+// BenchmarkStart measures Start: the monitor's start and runc create.
+func BenchmarkStart(b *testing.B) {
+	e := newEnv(b, "sleep", "1000")
+	for b.Loop() {
+		h, err := Start(context.Background(), e.cfg, e.p)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		if err := e.runc.Delete(context.Background(), e.p.ID, true); err != nil {
+			b.Fatal(err)
+		}
+		waitReaped(h.PID)
+		os.Remove(e.p.ExitFile)
+		b.StartTimer()
+	}
+}

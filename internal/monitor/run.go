@@ -122,6 +122,9 @@ func (m *monitor) run(report *os.File) int {
 	signal.Notify(quiet, syscall.SIGHUP, syscall.SIGPIPE)
 	reopen := make(chan os.Signal, 1)
 	signal.Notify(reopen, syscall.SIGUSR1)
+	// Queued from now on, read only after runc create has been waited for.
+	sigchld := make(chan os.Signal, 1)
+	signal.Notify(sigchld, syscall.SIGCHLD)
 
 	pid, sio, attach, err := m.create()
 	if err != nil {
@@ -152,7 +155,7 @@ func (m *monitor) run(report *os.File) int {
 		}()
 	}
 
-	exit := m.wait(pid)
+	exit := m.wait(pid, sigchld)
 	for _, o := range sio.outputs {
 		o.r.SetReadDeadline(time.Now().Add(drainPeriod))
 	}
@@ -315,42 +318,44 @@ func setWinsize(master *os.File, size oci.TerminalSize) {
 
 // wait reaps children until the container's process has exited and returns
 // how it ended. Other processes reparented to the monitor are reaped too.
-func (m *monitor) wait(pid int) *Exit {
+// It waits for SIGCHLD rather than in wait4, which would hold a thread.
+func (m *monitor) wait(pid int, sigchld <-chan os.Signal) *Exit {
 	for {
-		var ws unix.WaitStatus
-		got, err := unix.Wait4(-1, &ws, 0, nil)
-		if errors.Is(err, unix.EINTR) {
-			continue
+		if e := m.reap(pid); e != nil {
+			return e
 		}
-		if err != nil {
-			// No child is left, so the container's process cannot be
-			// waited for; record that its status is unknown.
-			fmt.Fprintf(os.Stderr, "peapod-monitor %s: waiting for %d: %v\n", m.p.ID, pid, err)
-			return &Exit{ExitCode: 255, FinishedAt: m.clock.Now()}
-		}
-		if got != pid {
-			continue
-		}
-		e := &Exit{ExitCode: ws.ExitStatus(), FinishedAt: m.clock.Now()}
-		if ws.Signaled() {
-			e.ExitCode = 128 + int(ws.Signal())
-			e.Signal = unix.SignalName(ws.Signal())
-		}
-		reapAll()
-		return e
+		<-sigchld
 	}
 }
 
-// reapAll reaps the children that have exited, without waiting.
-func reapAll() {
+// reap reaps the children that have exited and returns the container's exit
+// once its process is among them.
+func (m *monitor) reap(pid int) *Exit {
+	var exit *Exit
 	for {
 		var ws unix.WaitStatus
 		got, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil)
 		if errors.Is(err, unix.EINTR) {
 			continue
 		}
-		if err != nil || got <= 0 {
-			return
+		if err != nil {
+			if exit == nil {
+				// No child is left, so the container's process cannot
+				// be waited for; record that its status is unknown.
+				fmt.Fprintf(os.Stderr, "peapod-monitor %s: waiting for %d: %v\n", m.p.ID, pid, err)
+				exit = &Exit{ExitCode: 255, FinishedAt: m.clock.Now()}
+			}
+			return exit
+		}
+		if got <= 0 {
+			return exit
+		}
+		if got == pid {
+			exit = &Exit{ExitCode: ws.ExitStatus(), FinishedAt: m.clock.Now()}
+			if ws.Signaled() {
+				exit.ExitCode = 128 + int(ws.Signal())
+				exit.Signal = unix.SignalName(ws.Signal())
+			}
 		}
 	}
 }
