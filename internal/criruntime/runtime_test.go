@@ -344,3 +344,50 @@ func TestTtyContainer(t *testing.T) {
 		t.Errorf("tty container log:\n%s", log)
 	}
 }
+
+// UpdateContainerResources changes the container's cgroup; ReopenContainerLog
+// makes the monitor write to a new file after the old one was moved away.
+func TestUpdateResourcesAndReopenLog(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	sbc := e.sandboxConfig("update", runtimeapi.NamespaceMode_POD)
+	sb := e.runSandbox(sbc)
+	c := containerConfig("c", runtimeapi.NamespaceMode_POD, "sh", "-c", "while true; do echo tick; sleep 0.05; done")
+	c.Linux.Resources = &runtimeapi.LinuxContainerResources{MemoryLimitInBytes: 64 << 20, CpuShares: 512}
+	id := e.runContainer(sb, sbc, c)
+
+	memLimit := func() string {
+		b, err := os.ReadFile(filepath.Join("/sys/fs/cgroup/memory", e.cgroupParent, id, "memory.limit_in_bytes"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.TrimSpace(string(b))
+	}
+	if got := memLimit(); got != "67108864" {
+		t.Errorf("memory limit %s, want 64 MiB", got)
+	}
+	if _, err := e.svc.UpdateContainerResources(ctx, &runtimeapi.UpdateContainerResourcesRequest{ContainerId: id,
+		Linux: &runtimeapi.LinuxContainerResources{MemoryLimitInBytes: 128 << 20, CpuShares: 256}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := memLimit(); got != "134217728" {
+		t.Errorf("memory limit after update %s, want 128 MiB", got)
+	}
+	if r := e.status(id).GetResources().GetLinux(); r.GetMemoryLimitInBytes() != 128<<20 {
+		t.Errorf("resources in status after update: %v", r)
+	}
+
+	logPath := e.status(id).LogPath
+	for !fileExists(logPath) {
+		sleepBriefly()
+	}
+	if err := os.Rename(logPath, logPath+".1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.ReopenContainerLog(ctx, &runtimeapi.ReopenContainerLogRequest{ContainerId: id}); err != nil {
+		t.Fatal(err)
+	}
+	if !fileExists(logPath) {
+		t.Error("no new log file after ReopenContainerLog")
+	}
+}
