@@ -473,3 +473,55 @@ func TestReadExit(t *testing.T) {
 		t.Fatalf("ReadExit = %+v, %v", got, err)
 	}
 }
+
+// TestStartCancel uses a runc that never finishes: cancelling Start kills it
+// together with the monitor.
+func TestStartCancel(t *testing.T) {
+	e := newEnv(t, "true")
+	dir := t.TempDir()
+	pidFile := filepath.Join(dir, "runc.pid")
+	fakeRunc := filepath.Join(dir, "runc")
+	script := "#!/bin/sh\necho $$ > " + pidFile + "\nexec sleep 1000\n"
+	if err := os.WriteFile(fakeRunc, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	e.cfg.RuncBinary = fakeRunc
+	// The fake runc, orphaned when the monitor dies, comes to this process.
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
+
+	ctx, cancel := context.WithCancel(t.Context())
+	errc := make(chan error, 1)
+	go func() {
+		_, err := Start(ctx, e.cfg, e.p)
+		errc <- err
+	}()
+	var runcPID int
+	poll(t, "the fake runc to run", func() bool {
+		data, err := os.ReadFile(pidFile)
+		if err != nil || !bytes.HasSuffix(data, []byte("\n")) {
+			return false
+		}
+		runcPID, err = strconv.Atoi(strings.TrimSpace(string(data)))
+		return err == nil
+	})
+	cancel()
+	if err := <-errc; !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled Start: %v", err)
+	}
+	// Either the monitor reaped it before it died itself, or it is ours now.
+	var ws unix.WaitStatus
+	_, err := unix.Wait4(runcPID, &ws, 0, nil)
+	switch {
+	case errors.Is(err, unix.ECHILD):
+		if _, err := os.Stat("/proc/" + strconv.Itoa(runcPID)); !os.IsNotExist(err) {
+			t.Fatalf("fake runc %d still exists", runcPID)
+		}
+	case err != nil:
+		t.Fatalf("reaping the fake runc: %v", err)
+	case !ws.Signaled() || ws.Signal() != unix.SIGKILL:
+		t.Fatalf("fake runc ended with %v, want killed", ws)
+	}
+}
