@@ -40,6 +40,8 @@ var (
 	ErrUnsafeLayer = errors.New("unsafe layer")
 	// ErrDigestMismatch means content does not match the digest it was named by.
 	ErrDigestMismatch = errors.New("digest mismatch")
+	// ErrNoSpace means unpacking stopped to keep the filesystem's reserve free.
+	ErrNoSpace = errors.New("image store filesystem too full")
 )
 
 // Image is an image the store holds.
@@ -77,6 +79,7 @@ type Store struct {
 	dir       string
 	hosts     hosts.Config
 	authFiles []string
+	reserve   uint64 // bytes an unpack leaves free on the filesystem
 
 	pulls  singleflight.Group // one pull per reference and credentials
 	layers singleflight.Group // one download and unpack per layer blob
@@ -86,6 +89,9 @@ type Store struct {
 	// process is writing but has not yet recorded, so Remove keeps them.
 	inUse map[string]int
 }
+
+// defaultReserve is the free space unpacking never eats into.
+const defaultReserve = 256 << 20
 
 // Option configures a Store.
 type Option func(*Store)
@@ -113,7 +119,7 @@ func Open(dir string, opts ...Option) (*Store, error) {
 	if err := os.Chmod(filepath.Join(dir, "layers"), 0o711); err != nil {
 		return nil, fmt.Errorf("create image store: %w", err)
 	}
-	s := &Store{dir: dir, inUse: map[string]int{}}
+	s := &Store{dir: dir, inUse: map[string]int{}, reserve: defaultReserve}
 	for _, o := range opts {
 		o(s)
 	}

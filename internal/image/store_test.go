@@ -245,3 +245,15 @@ func countEntries(t *testing.T, dir string) int {
 func equal(a, b []string) bool {
 	return strings.Join(a, "\n") == strings.Join(b, "\n")
 }
+
+func TestUnpackKeepsReserveFree(t *testing.T) {
+	s := openStore(t)
+	s.reserve = 1 << 62 // more than any disk: the first check refuses
+	_, err := s.Import(context.Background(), bytes.NewReader(mkTar(t, entry{name: "f", body: "1"})), "x")
+	if !errors.Is(err, ErrNoSpace) {
+		t.Fatalf("Import = %v, want ErrNoSpace", err)
+	}
+	if n := countEntries(t, filepath.Join(s.Dir(), "layers/sha256")); n != 0 {
+		t.Errorf("%d layers after a refused import", n)
+	}
+}

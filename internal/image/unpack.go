@@ -38,7 +38,7 @@ func (s *Store) unpackLayer(ctx context.Context, r io.Reader, diffID string, wor
 		return fmt.Errorf("unpack layer %s: %w", diffID, err)
 	}
 	h := sha256.New()
-	tee := io.TeeReader(r, h)
+	tee := io.TeeReader(&spaceGuard{r: r, dir: s.dir, reserve: s.reserve}, h)
 	if err := applyTar(ctx, tee, tmp); err != nil {
 		return fmt.Errorf("unpack layer %s: %w", diffID, err)
 	}
@@ -305,4 +305,34 @@ func setTimes(path string, atime, mtime time.Time) error {
 		return fmt.Errorf("set times of %s: %w", path, err)
 	}
 	return nil
+}
+
+// spaceGuard stops an unpack that would leave less than reserve bytes free
+// on the store's filesystem: a decompression bomb (a small blob that expands
+// without end) fails instead of filling the disk.
+type spaceGuard struct {
+	r         io.Reader
+	dir       string
+	reserve   uint64
+	sinceStat int64
+	checked   bool
+}
+
+// spaceCheckEvery is how many bytes pass between two statfs calls.
+const spaceCheckEvery = 64 << 20
+
+func (g *spaceGuard) Read(p []byte) (int, error) {
+	if !g.checked || g.sinceStat >= spaceCheckEvery {
+		g.checked, g.sinceStat = true, 0
+		var st unix.Statfs_t
+		if err := unix.Statfs(g.dir, &st); err != nil {
+			return 0, fmt.Errorf("statfs %s: %w", g.dir, err)
+		}
+		if free := st.Bavail * uint64(st.Bsize); free < g.reserve {
+			return 0, fmt.Errorf("%w: %s left on the image store's filesystem, %s must stay free", ErrNoSpace, HumanSize(int64(free)), HumanSize(int64(g.reserve)))
+		}
+	}
+	n, err := g.r.Read(p)
+	g.sinceStat += int64(n)
+	return n, err
 }
