@@ -50,39 +50,39 @@ func (m *Manager) ensureImageExists(ctx context.Context, pod *corev1.Pod, c *cor
 	resp, err := m.images.ImageStatus(ctx, spec, false)
 	if err != nil {
 		msg := fmt.Sprintf("Failed to inspect image %q: %v", image, err)
-		m.recordEvent(ctx, pod, corev1.EventTypeWarning, eventFailed, msg)
+		m.recordContainerEvent(ctx, pod, c.Name, corev1.EventTypeWarning, eventFailed, msg)
 		return "", msg, ErrImageInspect
 	}
 	present := resp.GetImage() != nil
 	policy := pullPolicy(c)
 	if !shouldPullImage(policy, present) {
 		if present {
-			m.recordEvent(ctx, pod, corev1.EventTypeNormal, eventPulled,
+			m.recordContainerEvent(ctx, pod, c.Name, corev1.EventTypeNormal, eventPulled,
 				fmt.Sprintf("Container image %q already present on machine", image))
 			return imageRef(resp.GetImage(), image), "", nil
 		}
 		msg := fmt.Sprintf("Container image %q is not present with pull policy of Never", image)
-		m.recordEvent(ctx, pod, corev1.EventTypeWarning, "ErrImageNeverPull", msg)
+		m.recordContainerEvent(ctx, pod, c.Name, corev1.EventTypeWarning, "ErrImageNeverPull", msg)
 		return "", msg, ErrImageNeverPull
 	}
 
 	key := string(pod.UID) + "_" + image
 	if m.imageBackOff.IsInBackOffSinceUpdate(key, m.clock.Now()) {
 		msg := fmt.Sprintf("Back-off pulling image %q", image)
-		m.recordEvent(ctx, pod, corev1.EventTypeNormal, eventBackOff, msg)
+		m.recordContainerEvent(ctx, pod, c.Name, corev1.EventTypeNormal, eventBackOff, msg)
 		return "", msg, ErrImagePullBackOff
 	}
-	m.recordEvent(ctx, pod, corev1.EventTypeNormal, eventPulling, fmt.Sprintf("Pulling image %q", image))
+	m.recordContainerEvent(ctx, pod, c.Name, corev1.EventTypeNormal, eventPulling, fmt.Sprintf("Pulling image %q", image))
 	start := m.clock.Now()
 	ref, err := m.images.PullImage(ctx, spec, nil, nil)
 	if err != nil {
 		m.imageBackOff.Next(key, m.clock.Now())
 		msg := fmt.Sprintf("Failed to pull image %q: %v", image, err)
-		m.recordEvent(ctx, pod, corev1.EventTypeWarning, eventFailed, msg)
+		m.recordContainerEvent(ctx, pod, c.Name, corev1.EventTypeWarning, eventFailed, msg)
 		return "", msg, ErrImagePull
 	}
 	m.imageBackOff.Reset(key)
-	m.recordEvent(ctx, pod, corev1.EventTypeNormal, eventPulled,
+	m.recordContainerEvent(ctx, pod, c.Name, corev1.EventTypeNormal, eventPulled,
 		fmt.Sprintf("Successfully pulled image %q in %s", image, m.clock.Since(start).Round(1e6)))
 	if ref == "" {
 		ref = image

@@ -60,7 +60,7 @@ func (m *Manager) startContainer(ctx context.Context, sandboxID string, sandboxC
 	// Step 1: pull the image.
 	imageRef, msg, err := m.ensureImageExists(ctx, pod, c)
 	if err != nil {
-		m.recordEvent(ctx, pod, corev1.EventTypeWarning, eventFailed, "Error: "+msg)
+		m.recordContainerEvent(ctx, pod, c.Name, corev1.EventTypeWarning, eventFailed, "Error: "+msg)
 		return msg, err
 	}
 
@@ -73,22 +73,22 @@ func (m *Manager) startContainer(ctx context.Context, sandboxID string, sandboxC
 	}
 	config, err := m.generateContainerConfig(ctx, c, pod, restartCount, podIPs, imageRef, spec.containerType)
 	if err != nil {
-		m.recordEvent(ctx, pod, corev1.EventTypeWarning, eventFailed, "Error: "+err.Error())
+		m.recordContainerEvent(ctx, pod, c.Name, corev1.EventTypeWarning, eventFailed, "Error: "+err.Error())
 		return err.Error(), ErrCreateContainerConfig
 	}
 	containerID, err := m.runtime.CreateContainer(ctx, sandboxID, config, sandboxConfig)
 	if err != nil {
-		m.recordEvent(ctx, pod, corev1.EventTypeWarning, eventFailed, "Error: "+err.Error())
+		m.recordContainerEvent(ctx, pod, c.Name, corev1.EventTypeWarning, eventFailed, "Error: "+err.Error())
 		return err.Error(), ErrCreateContainer
 	}
-	m.recordEvent(ctx, pod, corev1.EventTypeNormal, eventCreatedContainer, "Created container: "+c.Name)
+	m.recordContainerEvent(ctx, pod, c.Name, corev1.EventTypeNormal, eventCreatedContainer, "Created container: "+c.Name)
 
 	// Step 3: start the container.
 	if err := m.runtime.StartContainer(ctx, containerID); err != nil {
-		m.recordEvent(ctx, pod, corev1.EventTypeWarning, eventFailed, "Error: "+err.Error())
+		m.recordContainerEvent(ctx, pod, c.Name, corev1.EventTypeWarning, eventFailed, "Error: "+err.Error())
 		return err.Error(), ErrRunContainer
 	}
-	m.recordEvent(ctx, pod, corev1.EventTypeNormal, eventStartedContainer, "Started container "+c.Name)
+	m.recordContainerEvent(ctx, pod, c.Name, corev1.EventTypeNormal, eventStartedContainer, "Started container "+c.Name)
 	plog.FromContext(ctx).Info("started container", "container", c.Name, "id", containerID, "restartCount", restartCount)
 
 	// Step 4: the postStart hook; the container counts as running once it is done.
@@ -481,7 +481,7 @@ func (m *Manager) killContainer(ctx context.Context, pod *corev1.Pod, cs *contai
 	if message == "" {
 		message = "Stopping container " + cs.Name
 	}
-	m.recordEvent(ctx, pod, corev1.EventTypeNormal, eventKilling, message)
+	m.recordContainerEvent(ctx, pod, cs.Name, corev1.EventTypeNormal, eventKilling, message)
 	if spec := containerSpec(pod, cs.Name); spec != nil && spec.Lifecycle != nil && spec.Lifecycle.PreStop != nil && gracePeriod > 0 {
 		gracePeriod -= m.executePreStopHook(ctx, pod, spec, cs, gracePeriod)
 	}

@@ -448,7 +448,7 @@ func (m *Manager) doBackOff(ctx context.Context, pod *corev1.Pod, c *corev1.Cont
 	ts := cs.FinishedAt
 	key := backOffKey(pod, c)
 	if m.backOff.IsInBackOffSince(key, ts) {
-		m.recordEvent(ctx, pod, corev1.EventTypeWarning, eventBackOff,
+		m.recordContainerEvent(ctx, pod, c.Name, corev1.EventTypeWarning, eventBackOff,
 			fmt.Sprintf("Back-off restarting failed container %s in pod %s", c.Name, podDesc(pod)))
 		d := m.backOff.Get(key)
 		msg := fmt.Sprintf("back-off %s restarting failed container=%s pod=%s", d, c.Name, podDesc(pod))

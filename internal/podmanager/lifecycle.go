@@ -92,7 +92,7 @@ func (m *Manager) runPostStartHook(ctx context.Context, pod *corev1.Pod, c *core
 		return "", nil
 	}
 	plog.FromContext(ctx).Warn("postStart hook failed", "container", c.Name, "err", err)
-	m.recordEvent(ctx, pod, corev1.EventTypeWarning, eventFailedPostStartHook, msg)
+	m.recordContainerEvent(ctx, pod, c.Name, corev1.EventTypeWarning, eventFailedPostStartHook, msg)
 	if kerr := m.killContainer(ctx, pod, cs, gracePeriodForDeletion(pod), "FailedPostStartHook"); kerr != nil {
 		plog.FromContext(ctx).Warn("killing container after its postStart hook failed", "container", c.Name, "err", kerr)
 	}
@@ -111,7 +111,7 @@ func (m *Manager) executePreStopHook(ctx context.Context, pod *corev1.Pod, c *co
 		msg, err := m.runHandler(hookCtx, pod, c, cs.ID, m.podIP(pod), c.Lifecycle.PreStop)
 		if err != nil && hookCtx.Err() == nil {
 			plog.FromContext(ctx).Warn("preStop hook failed", "container", c.Name, "err", err)
-			m.recordEvent(ctx, pod, corev1.EventTypeWarning, eventFailedPreStopHook, msg)
+			m.recordContainerEvent(ctx, pod, c.Name, corev1.EventTypeWarning, eventFailedPreStopHook, msg)
 		}
 	}()
 	t := m.clock.NewTimer(time.Duration(gracePeriod) * time.Second)

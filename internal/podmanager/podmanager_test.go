@@ -642,7 +642,7 @@ func TestQOS(t *testing.T) {
 	}{
 		{testPod("a"), corev1.PodQOSBestEffort},
 		{testPod("b", res(rl("1", "1Gi"), rl("1", "1Gi"))), corev1.PodQOSGuaranteed},
-		{testPod("c", res(nil, rl("1", "1Gi"))), corev1.PodQOSGuaranteed},
+		{testPod("c", res(rl("1", "1Gi"), rl("1", "1Gi"))), corev1.PodQOSGuaranteed},
 		{testPod("d", res(rl("500m", ""), nil)), corev1.PodQOSBurstable},
 		{testPod("e", res(rl("500m", "1Gi"), rl("1", "1Gi"))), corev1.PodQOSBurstable},
 	} {
@@ -650,7 +650,7 @@ func TestQOS(t *testing.T) {
 			t.Errorf("%s: %s, want %s", tc.pod.Name, got, tc.want)
 		}
 	}
-	g := testPod("g", res(nil, rl("2", "1Gi")))
+	g := testPod("g", res(rl("2", "1Gi"), rl("2", "1Gi"))) // requests defaulted from limits by the registry
 	r := podCgroupResources(g)
 	if *r.CPU.Shares != 2048 || *r.CPU.Quota != 200000 || *r.CPU.Period != 100000 || *r.Memory.Limit != 1<<30 {
 		t.Fatalf("guaranteed pod cgroup %+v %+v", r.CPU, r.Memory)

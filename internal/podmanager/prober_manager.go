@@ -318,13 +318,13 @@ func (w *probeWorker) doProbe(ctx context.Context) bool {
 	switch {
 	case err != nil:
 		plog.FromContext(ctx).Warn("probe errored", "pod", podDesc(w.pod), "container", w.container.Name, "probe", w.t.String(), "err", err)
-		m.recordEvent(ctx, w.pod, corev1.EventTypeWarning, "Unhealthy", w.t.String()+" probe errored: "+err.Error())
+		m.recordContainerEvent(ctx, w.pod, w.container.Name, corev1.EventTypeWarning, "Unhealthy", w.t.String()+" probe errored: "+err.Error())
 		return true
 	case outcome == outcomeFailure:
-		m.recordEvent(ctx, w.pod, corev1.EventTypeWarning, "Unhealthy", w.t.String()+" probe failed: "+output)
+		m.recordContainerEvent(ctx, w.pod, w.container.Name, corev1.EventTypeWarning, "Unhealthy", w.t.String()+" probe failed: "+output)
 		result = resultFailure
 	case outcome == outcomeWarning:
-		m.recordEvent(ctx, w.pod, corev1.EventTypeWarning, "ProbeWarning", w.t.String()+" probe warning: "+output)
+		m.recordContainerEvent(ctx, w.pod, w.container.Name, corev1.EventTypeWarning, "ProbeWarning", w.t.String()+" probe warning: "+output)
 		result = resultSuccess
 	case outcome == outcomeUnknown:
 		return true

@@ -10,8 +10,9 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/resource"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/peapod-dev/peapod/internal/cgroups"
 )
 
 // CPU and OOM constants of the kubelet (pkg/kubelet/cm, pkg/kubelet/qos).
@@ -40,68 +41,12 @@ func containerRequests(c *corev1.Container) corev1.ResourceList {
 	return out
 }
 
-// getPodQOS is the kubelet's qos.GetPodQOS (ComputePodQOS).
-func getPodQOS(pod *corev1.Pod) corev1.PodQOSClass {
-	if pod.Status.QOSClass != "" {
-		return pod.Status.QOSClass
-	}
-	return computePodQOS(pod)
-}
+// getPodQOS is the kubelet's GetPodQOS, shared with internal/cgroups so that the
+// pod's cgroup and its status agree.
+func getPodQOS(pod *corev1.Pod) corev1.PodQOSClass { return cgroups.QOSClass(pod) }
 
-func computePodQOS(pod *corev1.Pod) corev1.PodQOSClass {
-	requests := corev1.ResourceList{}
-	limits := corev1.ResourceList{}
-	isGuaranteed := true
-	all := append(append([]corev1.Container{}, pod.Spec.Containers...), pod.Spec.InitContainers...)
-	for i := range all {
-		c := &all[i]
-		for name, q := range containerRequests(c) {
-			if !isSupportedQoSResource(name) || q.Sign() <= 0 {
-				continue
-			}
-			add(requests, name, q)
-		}
-		found := map[corev1.ResourceName]bool{}
-		for name, q := range c.Resources.Limits {
-			if !isSupportedQoSResource(name) || q.Sign() <= 0 {
-				continue
-			}
-			found[name] = true
-			add(limits, name, q)
-		}
-		if !found[corev1.ResourceCPU] || !found[corev1.ResourceMemory] {
-			isGuaranteed = false
-		}
-	}
-	if len(requests) == 0 && len(limits) == 0 {
-		return corev1.PodQOSBestEffort
-	}
-	if isGuaranteed {
-		for name, req := range requests {
-			if lim, ok := limits[name]; !ok || lim.Cmp(req) != 0 {
-				isGuaranteed = false
-				break
-			}
-		}
-	}
-	if isGuaranteed && len(requests) == len(limits) {
-		return corev1.PodQOSGuaranteed
-	}
-	return corev1.PodQOSBurstable
-}
-
-func isSupportedQoSResource(name corev1.ResourceName) bool {
-	return name == corev1.ResourceCPU || name == corev1.ResourceMemory
-}
-
-func add(l corev1.ResourceList, name corev1.ResourceName, q resource.Quantity) {
-	if cur, ok := l[name]; ok {
-		cur.Add(q)
-		l[name] = cur
-		return
-	}
-	l[name] = q.DeepCopy()
-}
+// computePodQOS is ComputePodQOS (ignores the class in the status).
+func computePodQOS(pod *corev1.Pod) corev1.PodQOSClass { return cgroups.ComputeQOSClass(pod) }
 
 // milliCPUToShares converts milli-CPU to cgroup v1 cpu.shares (MilliCPUToShares).
 func milliCPUToShares(milliCPU int64) uint64 {
@@ -130,62 +75,10 @@ func milliCPUToQuota(milliCPU, period int64) int64 {
 	return quota
 }
 
-// podResources sums the pod's requests and limits: max(sum of app containers,
-// each init container), as resource.PodRequests/PodLimits.
-func podResources(pod *corev1.Pod) (cpuReq, cpuLim, memLim int64, cpuLimAll, memLimAll bool) {
-	cpuLimAll, memLimAll = true, true
-	for i := range pod.Spec.Containers {
-		c := &pod.Spec.Containers[i]
-		r := containerRequests(c)
-		cpuReq += r.Cpu().MilliValue()
-		cpuLim += c.Resources.Limits.Cpu().MilliValue()
-		memLim += c.Resources.Limits.Memory().Value()
-	}
-	for i := range pod.Spec.InitContainers {
-		c := &pod.Spec.InitContainers[i]
-		r := containerRequests(c)
-		cpuReq = max(cpuReq, r.Cpu().MilliValue())
-		cpuLim = max(cpuLim, c.Resources.Limits.Cpu().MilliValue())
-		memLim = max(memLim, c.Resources.Limits.Memory().Value())
-	}
-	all := append(append([]corev1.Container{}, pod.Spec.Containers...), pod.Spec.InitContainers...)
-	for i := range all {
-		if all[i].Resources.Limits.Cpu().IsZero() {
-			cpuLimAll = false
-		}
-		if all[i].Resources.Limits.Memory().IsZero() {
-			memLimAll = false
-		}
-	}
-	return
-}
-
 // podCgroupResources is ResourceConfigForPod: the pod cgroup's limits by QoS
-// class. Limits are set only when every container declares them.
+// class (internal/cgroups).
 func podCgroupResources(pod *corev1.Pod) *specs.LinuxResources {
-	cpuReq, cpuLim, memLim, cpuLimAll, memLimAll := podResources(pod)
-	shares := milliCPUToShares(cpuReq)
-	period := uint64(quotaPeriod)
-	r := &specs.LinuxResources{CPU: &specs.LinuxCPU{}}
-	switch getPodQOS(pod) {
-	case corev1.PodQOSGuaranteed:
-		quota := milliCPUToQuota(cpuLim, quotaPeriod)
-		r.CPU.Shares, r.CPU.Quota, r.CPU.Period = &shares, &quota, &period
-		r.Memory = &specs.LinuxMemory{Limit: &memLim}
-	case corev1.PodQOSBurstable:
-		r.CPU.Shares = &shares
-		if cpuLimAll {
-			quota := milliCPUToQuota(cpuLim, quotaPeriod)
-			r.CPU.Quota, r.CPU.Period = &quota, &period
-		}
-		if memLimAll {
-			r.Memory = &specs.LinuxMemory{Limit: &memLim}
-		}
-	default:
-		s := uint64(minShares)
-		r.CPU.Shares = &s
-	}
-	return r
+	return cgroups.PodResourcesFor(pod, 0)
 }
 
 // calculateLinuxResources is the kubelet's: shares from the request (or the
@@ -228,27 +121,9 @@ func sandboxResources(pod *corev1.Pod) *runtimeapi.LinuxContainerResources {
 	return calculateLinuxResources(cpuReq, cpuLim, memLim)
 }
 
-// containerOOMScoreAdjust is qos.GetContainerOOMScoreAdjust.
+// containerOOMScoreAdjust is qos.GetContainerOOMScoreAdjust (internal/cgroups).
 func containerOOMScoreAdjust(pod *corev1.Pod, c *corev1.Container, memoryCapacity int64) int {
-	switch getPodQOS(pod) {
-	case corev1.PodQOSGuaranteed:
-		return guaranteedOOMScoreAdj
-	case corev1.PodQOSBestEffort:
-		return besteffortOOMScoreAdj
-	}
-	if memoryCapacity <= 0 {
-		return besteffortOOMScoreAdj - 1
-	}
-	creq := containerRequests(c)
-	memoryRequest := creq.Memory().Value()
-	adj := 1000 - (1000*memoryRequest)/memoryCapacity
-	if int(adj) < 1000+guaranteedOOMScoreAdj {
-		return 1000 + guaranteedOOMScoreAdj
-	}
-	if int(adj) == besteffortOOMScoreAdj {
-		return int(adj - 1)
-	}
-	return int(adj)
+	return cgroups.OOMScoreAdj(pod, c, memoryCapacity)
 }
 
 // machineMemory reads MemTotal from /proc/meminfo (0 when unknown).

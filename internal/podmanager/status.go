@@ -145,6 +145,37 @@ func (m *Manager) recordEvent(ctx context.Context, pod *corev1.Pod, eventType, r
 	m.store.RecordEvent(ctx, pod, eventType, reason, message)
 }
 
+// containerEventRecorder is implemented by a registry that records events
+// about one container (fieldPath "spec.containers{name}"), as the kubelet's.
+type containerEventRecorder interface {
+	RecordContainerEvent(ctx context.Context, pod *corev1.Pod, fieldPath, eventType, reason, message string)
+}
+
+// recordContainerEvent records an event about one of the pod's containers.
+func (m *Manager) recordContainerEvent(ctx context.Context, pod *corev1.Pod, name, eventType, reason, message string) {
+	r, ok := m.store.(containerEventRecorder)
+	if !ok || len(pod.Spec.Containers) == 0 {
+		m.recordEvent(ctx, pod, eventType, reason, message)
+		return
+	}
+	r.RecordContainerEvent(ctx, pod, containerFieldPath(pod, name), eventType, reason, message)
+}
+
+// containerFieldPath is the kubelet's GenerateContainerRef field path.
+func containerFieldPath(pod *corev1.Pod, name string) string {
+	for i := range pod.Spec.InitContainers {
+		if pod.Spec.InitContainers[i].Name == name {
+			return "spec.initContainers{" + name + "}"
+		}
+	}
+	for i := range pod.Spec.EphemeralContainers {
+		if pod.Spec.EphemeralContainers[i].Name == name {
+			return "spec.ephemeralContainers{" + name + "}"
+		}
+	}
+	return "spec.containers{" + name + "}"
+}
+
 // generateAPIPodStatus is the kubelet's: the API status from the runtime's
 // status, the last written status and the reason cache.
 func (m *Manager) generateAPIPodStatus(pod *corev1.Pod, podStatus *runtimePodStatus, podIsTerminal bool) corev1.PodStatus {
