@@ -109,15 +109,12 @@ func WithRegistries(certsDir string, authFiles ...string) Option {
 // Open opens (creating if needed) the store in dir, usually ROOT/images,
 // and removes work a crash left behind.
 func Open(dir string, opts ...Option) (*Store, error) {
+	// Private to root: overlayfs reaches lower layers with the mounter's
+	// credentials, so container users need no access to the store's path.
 	for _, d := range []string{"blobs/sha256", "layers/sha256", "tmp"} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o700); err != nil {
 			return nil, fmt.Errorf("create image store: %w", err)
 		}
-	}
-	// The layer directories must be traversable by container users through
-	// overlay; the store itself need not be readable by them.
-	if err := os.Chmod(filepath.Join(dir, "layers"), 0o711); err != nil {
-		return nil, fmt.Errorf("create image store: %w", err)
 	}
 	s := &Store{dir: dir, inUse: map[string]int{}, reserve: defaultReserve}
 	for _, o := range opts {
