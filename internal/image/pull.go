@@ -6,9 +6,10 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"runtime"
+	"strings"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
@@ -71,12 +72,20 @@ func (s *Store) pull(ctx context.Context, norm string, o PullOptions) (*Image, e
 		return nil, err
 	}
 	_, isDigest := r.(name.Digest)
-	var errs []error
+	var usable []hosts.Host
 	for _, h := range endpoints {
-		if !h.Can(hosts.CapPull) || (!isDigest && !h.Can(hosts.CapResolve)) {
-			continue
+		if h.Can(hosts.CapPull) && (isDigest || h.Can(hosts.CapResolve)) {
+			usable = append(usable, h)
 		}
-		img, err := s.pullFrom(ctx, h, r, o)
+	}
+	var errs []error
+	for i, h := range usable {
+		var ropts []remote.Option
+		if i < len(usable)-1 {
+			// Another host waits: retry transient failures briefly, then move on.
+			ropts = append(ropts, remote.WithRetryBackoff(remote.Backoff{Duration: 200 * time.Millisecond, Factor: 2, Jitter: 0.1, Steps: 2}))
+		}
+		img, err := s.pullFrom(ctx, h, r, o, ropts...)
 		if err == nil {
 			return img, nil
 		}
@@ -84,25 +93,37 @@ func (s *Store) pull(ctx context.Context, norm string, o PullOptions) (*Image, e
 		if ctx.Err() != nil {
 			break
 		}
-		log.FromContext(ctx).Info("pull from host failed, trying the next", "image", norm, "host", h.Address, "error", err)
+		if i < len(usable)-1 {
+			log.FromContext(ctx).Info("pull from host failed, trying the next", "image", norm, "host", h.Address, "error", err)
+		}
 	}
 	if len(errs) == 0 {
 		return nil, fmt.Errorf("no host configured for %s may pull it", registry)
 	}
-	return nil, errors.Join(errs...)
+	return nil, hostErrors(errs)
 }
+
+// hostErrors is every host's failure on one line (it ends up in a pod's
+// waiting message), still matched by errors.Is.
+type hostErrors []error
+
+func (e hostErrors) Error() string {
+	msgs := make([]string, len(e))
+	for i, err := range e {
+		msgs[i] = err.Error()
+	}
+	return strings.Join(msgs, "; ")
+}
+
+func (e hostErrors) Unwrap() []error { return e }
 
 // splitRegistry splits "docker.io/library/busybox" into registry and path.
 func splitRegistry(repo string) (string, string) {
-	for i := 0; i < len(repo); i++ {
-		if repo[i] == '/' {
-			return repo[:i], repo[i+1:]
-		}
-	}
-	return repo, ""
+	registry, path, _ := strings.Cut(repo, "/")
+	return registry, path
 }
 
-func (s *Store) pullFrom(ctx context.Context, h hosts.Host, r name.Reference, o PullOptions) (*Image, error) {
+func (s *Store) pullFrom(ctx context.Context, h hosts.Host, r name.Reference, o PullOptions, extra ...remote.Option) (*Image, error) {
 	repo := repository(r.Context())
 	_, path := splitRegistry(repo)
 	var opts []name.Option
@@ -131,7 +152,7 @@ func (s *Store) pullFrom(ctx context.Context, h hosts.Host, r name.Reference, o 
 	} else if cred != nil {
 		auth = authn.FromConfig(*cred)
 	}
-	ropts := []remote.Option{remote.WithContext(ctx), remote.WithTransport(tr), remote.WithAuth(auth), remote.WithPlatform(Platform())}
+	ropts := append([]remote.Option{remote.WithContext(ctx), remote.WithTransport(tr), remote.WithAuth(auth), remote.WithPlatform(Platform())}, extra...)
 	desc, err := remote.Get(at, ropts...)
 	if err != nil {
 		return nil, err
