@@ -64,6 +64,7 @@ func (s *Service) forgetContainer(id, name string) error {
 	}
 	delete(s.containers, id)
 	delete(s.exited, id)
+	s.cpuRate.forget(id)
 	if s.names[name] == id {
 		delete(s.names, name)
 	}

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/status"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/peapod-dev/peapod/internal/cgroups"
 	"github.com/peapod-dev/peapod/internal/criruntime"
 	"github.com/peapod-dev/peapod/internal/dirs"
 	"github.com/peapod-dev/peapod/internal/image"
@@ -76,7 +77,8 @@ type env struct {
 	dirs         dirs.Dirs
 	cfg          criruntime.Config
 	svc          *criruntime.Service
-	cgroupParent string
+	cgroupRoot   string // the cgroups.Manager's root
+	cgroupParent string // the test pods' cgroup, below the root
 	ipamDir      string
 }
 
@@ -118,7 +120,12 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 		t.Fatal(err)
 	}
 	e := &env{t: t, dirs: d, ipamDir: filepath.Join(root, "cni", "ipam")}
-	e.cgroupParent = "/peapod-test-" + filepath.Base(root)
+	e.cgroupRoot = "/peapod-test-" + filepath.Base(root)
+	e.cgroupParent = e.cgroupRoot + "/pod"
+	cg, err := cgroups.New(e.cgroupRoot)
+	if err != nil {
+		t.Fatal(err)
+	}
 	imgs, err := image.Open(d.Images())
 	if err != nil {
 		t.Fatal(err)
@@ -139,6 +146,7 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 		Images:        imgs,
 		Snapshots:     snapshot.New(d.Snapshots()),
 		Network:       net,
+		Cgroups:       cg,
 		Logger:        slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	}
 	for _, o := range opts {
@@ -194,6 +202,7 @@ func (e *env) cleanup() {
 	os.RemoveAll(e.dirs.Run)
 	for _, c := range []string{"cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "blkio", "pids", "systemd"} {
 		_ = os.Remove(filepath.Join("/sys/fs/cgroup", c, e.cgroupParent))
+		_ = os.Remove(filepath.Join("/sys/fs/cgroup", c, e.cgroupRoot))
 	}
 }
 

@@ -64,6 +64,7 @@ func (s *Service) forgetSandbox(id, name string) error {
 		return err
 	}
 	delete(s.sandboxes, id)
+	s.cpuRate.forget(id)
 	if s.names[name] == id {
 		delete(s.names, name)
 	}

@@ -23,6 +23,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"k8s.io/utils/clock"
 
+	"github.com/peapod-dev/peapod/internal/cgroups"
 	"github.com/peapod-dev/peapod/internal/image"
 	plog "github.com/peapod-dev/peapod/internal/log"
 	"github.com/peapod-dev/peapod/internal/network"
@@ -53,6 +54,9 @@ type Cgroups interface {
 	// OOMKilled reports whether the kernel OOM-killed a process of the
 	// cgroup at path (runc cgroupsPath form).
 	OOMKilled(path string) (bool, error)
+	// Stats reads the usage of the cgroup at path (cgroups.ErrNotFound when
+	// it does not exist).
+	Stats(path string) (*cgroups.Stats, error)
 }
 
 // Service implements runtimeapi.RuntimeServiceServer. Every RPC of the CRI
@@ -80,6 +84,8 @@ type Service struct {
 	ops keyedMutex
 
 	pauseOnce sync.Mutex // guards preparing DIR/pause/rootfs
+
+	cpuRate cpuRates
 
 	// rro: runc supports recursive read-only mounts.
 	rro bool

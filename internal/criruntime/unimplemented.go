@@ -36,24 +36,8 @@ func (s *Service) PortForward(context.Context, *runtimeapi.PortForwardRequest) (
 	return nil, unimplemented("PortForward")
 }
 
-func (s *Service) ContainerStats(context.Context, *runtimeapi.ContainerStatsRequest) (*runtimeapi.ContainerStatsResponse, error) {
-	return nil, unimplemented("ContainerStats")
-}
-
-func (s *Service) ListContainerStats(context.Context, *runtimeapi.ListContainerStatsRequest) (*runtimeapi.ListContainerStatsResponse, error) {
-	return nil, unimplemented("ListContainerStats")
-}
-
 func (s *Service) StreamContainerStats(*runtimeapi.StreamContainerStatsRequest, grpc.ServerStreamingServer[runtimeapi.StreamContainerStatsResponse]) error {
 	return unimplemented("StreamContainerStats")
-}
-
-func (s *Service) PodSandboxStats(context.Context, *runtimeapi.PodSandboxStatsRequest) (*runtimeapi.PodSandboxStatsResponse, error) {
-	return nil, unimplemented("PodSandboxStats")
-}
-
-func (s *Service) ListPodSandboxStats(context.Context, *runtimeapi.ListPodSandboxStatsRequest) (*runtimeapi.ListPodSandboxStatsResponse, error) {
-	return nil, unimplemented("ListPodSandboxStats")
 }
 
 func (s *Service) StreamPodSandboxStats(*runtimeapi.StreamPodSandboxStatsRequest, grpc.ServerStreamingServer[runtimeapi.StreamPodSandboxStatsResponse]) error {
