@@ -455,3 +455,90 @@ func TestDefaultConfKeepsExisting(t *testing.T) {
 		t.Fatalf("network %q, want %s", m.Name(), DefaultNetwork)
 	}
 }
+
+func TestParallelSetup(t *testing.T) {
+	e := newEnv(t, "ppnetp0", "10.200.35.0/24")
+	m, err := New(e.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	const n = 8
+	ids := make([]string, n)
+	paths := make([]string, n)
+	for i := range ids {
+		ids[i] = uniqueID(fmt.Sprintf("pptest-p%d", i))
+		if paths[i], err = netns.New(e.nsDir, ids[i]); err != nil {
+			t.Fatal(err)
+		}
+		defer netns.Remove(paths[i])
+	}
+	type out struct {
+		i   int
+		res *Result
+		err error
+	}
+	results := make(chan out, n)
+	for i := range ids {
+		go func() {
+			res, err := m.Setup(ctx, ids[i], paths[i], PodNetwork{Name: ids[i], Namespace: "default", UID: ids[i]})
+			results <- out{i, res, err}
+		}()
+	}
+	seen := map[string]bool{}
+	for range ids {
+		o := <-results
+		if o.err != nil {
+			t.Errorf("Setup %d: %v", o.i, o.err)
+			continue
+		}
+		defer m.Teardown(ctx, ids[o.i], paths[o.i], PodNetwork{})
+		ip := o.res.IPs[0].String()
+		if seen[ip] {
+			t.Errorf("address %s given twice", ip)
+		}
+		seen[ip] = true
+	}
+	if t.Failed() {
+		return
+	}
+	errs := make(chan error, n)
+	for i := range ids {
+		// Teardown as recovery does it, knowing only the sandbox id.
+		go func() { errs <- m.Teardown(ctx, ids[i], paths[i], PodNetwork{}) }()
+	}
+	for range ids {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	checkClean(t, e, ids...)
+}
+
+func TestStatusNoticesMissingPlugin(t *testing.T) {
+	requirePrereqs(t)
+	root := t.TempDir()
+	pdir := filepath.Join(root, "plugins")
+	if err := os.MkdirAll(pdir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"bridge", "host-local", "loopback", "portmap"} {
+		if err := os.Symlink(filepath.Join(realPlugins, p), filepath.Join(pdir, p)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m, err := New(Config{PluginDirs: []string{pdir}, ConfDir: filepath.Join(root, "net.d"),
+		CacheDir: filepath.Join(root, "cache"), IPAMDir: filepath.Join(root, "ipam")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Status(); err != nil {
+		t.Fatalf("Status = %v", err)
+	}
+	if err := os.Remove(filepath.Join(pdir, "portmap")); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Status(); !errors.Is(err, ErrPluginNotFound) || !strings.Contains(err.Error(), "portmap") {
+		t.Fatalf("Status without portmap = %v", err)
+	}
+}
