@@ -327,3 +327,39 @@ func (m *Manager) freeze(cm cgroups.Manager) bool {
 	}
 	return cm.Freeze(cgroups.Frozen) == nil
 }
+
+// UpdateQOS sets the QoS parents' cpu weight from the active pods as the
+// kubelet's QoS container manager does: Burstable gets the shares of the sum
+// of its pods' cpu requests (so that, as a group, they compete with the
+// Guaranteed pods beside it by what they asked for), BestEffort the minimum.
+func (m *Manager) UpdateQOS(pods []*corev1.Pod) error {
+	var milli int64
+	for _, pod := range pods {
+		if QOSClass(pod) == corev1.PodQOSBurstable {
+			reqs := podRequests(pod)
+			milli += reqs.Cpu().MilliValue()
+		}
+	}
+	for qos, shares := range map[corev1.PodQOSClass]uint64{
+		corev1.PodQOSBurstable:  MilliCPUToShares(milli),
+		corev1.PodQOSBestEffort: MinShares,
+	} {
+		parent := m.QOSParent(string(qos))
+		r := &specs.LinuxResources{CPU: &specs.LinuxCPU{Shares: &shares}}
+		res, err := m.toResources(r)
+		if err != nil {
+			return fmt.Errorf("QoS cgroup %s: %w", parent, err)
+		}
+		if err := m.ensureParents(parent); err != nil {
+			return err
+		}
+		cm, err := m.controllers(parent, res)
+		if err != nil {
+			return fmt.Errorf("QoS cgroup %s: %w", parent, err)
+		}
+		if err := cm.Set(res); err != nil {
+			return fmt.Errorf("set cpu shares of QoS cgroup %s: %w", parent, err)
+		}
+	}
+	return nil
+}

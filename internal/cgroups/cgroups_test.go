@@ -15,6 +15,7 @@ import (
 
 	"github.com/opencontainers/cgroups"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	corev1 "k8s.io/api/core/v1"
 )
 
 // allocEnv makes the test binary a child that waits for a byte on stdin and
@@ -338,6 +339,32 @@ func TestPodPath(t *testing.T) {
 	} {
 		if got := m.PodPath(qos, "U"); got != want {
 			t.Errorf("PodPath(%s) = %s, want %s", qos, got, want)
+		}
+	}
+}
+
+func TestUpdateQOS(t *testing.T) {
+	m := testManager(t)
+	pods := []*corev1.Pod{
+		podWith(container("a", list("cpu", "500m"), nil)),
+		podWith(container("b", list("cpu", "250m", "memory", "1Mi"), list("memory", "2Mi"))),
+		podWith(container("g", list("cpu", "1", "memory", "1Gi"), list("cpu", "1", "memory", "1Gi"))),
+		podWith(container("be", nil, nil)),
+	}
+	if err := m.UpdateQOS(pods); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]uint64{"burstable": MilliCPUToShares(750), "besteffort": MinShares}
+	for parent, shares := range want {
+		if m.V2() {
+			w := strconv.FormatUint(cgroups.ConvertCPUSharesToCgroupV2Value(shares), 10)
+			if got := readFile(t, filepath.Join(unifiedMount, m.Root(), parent), "cpu.weight"); got != w {
+				t.Errorf("%s cpu.weight = %s, want %s", parent, got, w)
+			}
+			continue
+		}
+		if got := readFile(t, filepath.Join(unifiedMount, "cpu", m.Root(), parent), "cpu.shares"); got != strconv.FormatUint(shares, 10) {
+			t.Errorf("%s cpu.shares = %s, want %d", parent, got, shares)
 		}
 	}
 }
