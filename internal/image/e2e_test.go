@@ -1,8 +1,10 @@
 package image
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"syscall"
@@ -61,5 +63,47 @@ func TestPulledBusyboxRunsFromOverlay(t *testing.T) {
 	}
 	if want := "hello from layer 2\nwritten\n"; string(out) != want {
 		t.Errorf("output %q, want %q", out, want)
+	}
+}
+
+// TestRemoveKeepsMountedLayers removes an image whose layers a rootfs still
+// stacks: the record goes, the layers stay until unmounted and pruned.
+func TestRemoveKeepsMountedLayers(t *testing.T) {
+	s := openStore(t)
+	img, err := s.Import(context.Background(), bytes.NewReader(busyboxTar(t)), "busybox")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dirs, err := s.LayerDirs(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	top := t.TempDir()
+	snaps := snapshot.New(filepath.Join(top, "snapshots"))
+	rootfs := filepath.Join(top, "rootfs")
+	if err := snaps.Prepare("c", dirs, rootfs); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { snaps.Remove("c", rootfs) })
+	if err := s.Remove("busybox"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(rootfs, "bin/busybox")); err != nil {
+		t.Errorf("running rootfs lost its layer: %v", err)
+	}
+	if _, err := s.Prune(nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(dirs[0]); err != nil {
+		t.Errorf("prune deleted a mounted layer: %v", err)
+	}
+	if err := snaps.Remove("c", rootfs); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Prune(nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(dirs[0]); !os.IsNotExist(err) {
+		t.Errorf("unmounted orphan layer survived prune: %v", err)
 	}
 }

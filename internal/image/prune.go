@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 )
 
 // Prune removes every image for which inUse returns false, then every blob
@@ -67,9 +66,13 @@ func (s *Store) sweep() error {
 	if err != nil {
 		return err
 	}
+	mounted, err := mountedLayers()
+	if err != nil {
+		return err
+	}
 	for _, e := range layers {
-		d := "sha256:" + strings.TrimPrefix(e.Name(), "sha256:")
-		if !used["layer:"+d] && s.inUse["layer:"+d] == 0 {
+		d := "sha256:" + e.Name()
+		if !used["layer:"+d] && s.inUse["layer:"+d] == 0 && !mounted[s.layerPath(d)] {
 			if err := s.removeLayerDir(d); err != nil {
 				errs = append(errs, err)
 			}

@@ -424,8 +424,12 @@ func (s *Store) collect(removed *record, rest []*record) error {
 			}
 		}
 	}
+	mounted, err := mountedLayers()
+	if err != nil {
+		return err
+	}
 	for _, l := range removed.Layers {
-		if !used["layer:"+l.DiffID] && s.inUse["layer:"+l.DiffID] == 0 {
+		if !used["layer:"+l.DiffID] && s.inUse["layer:"+l.DiffID] == 0 && !mounted[s.layerPath(l.DiffID)] {
 			if err := s.removeLayerDir(l.DiffID); err != nil {
 				errs = append(errs, err)
 			}
