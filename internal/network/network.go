@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -188,7 +189,7 @@ func (m *Manager) Setup(ctx context.Context, id, netnsPath string, o PodNetwork)
 
 // undo runs DEL after a failed or abandoned ADD; it runs on a fresh context
 // so that a cancelled caller does not leave the half-made network behind.
-func (m *Manager) undo(lg interface{ Warn(string, ...any) }, l *libcni.NetworkConfigList, rt *libcni.RuntimeConf) {
+func (m *Manager) undo(lg *slog.Logger, l *libcni.NetworkConfigList, rt *libcni.RuntimeConf) {
 	if err := m.cni.DelNetworkList(context.Background(), l, rt); err != nil {
 		lg.Warn("undo CNI ADD", "network", l.Name, "err", err)
 	}
