@@ -74,6 +74,11 @@ func (s *Service) containerSpec(ctx context.Context, rec *containerRecord, sb *s
 		spec.Process.Capabilities = &specs.LinuxCapabilities{Bounding: all, Permitted: all, Effective: all}
 		spec.Linux.MaskedPaths, spec.Linux.ReadonlyPaths = nil, nil
 		spec.Linux.Resources.Devices = []specs.LinuxDeviceCgroup{{Allow: true, Access: "rwm"}}
+		devs, err := hostDevices()
+		if err != nil {
+			return nil, fmt.Errorf("list host devices for a privileged container: %w", err)
+		}
+		spec.Linux.Devices = devs
 		for i := range spec.Mounts {
 			if spec.Mounts[i].Destination == "/sys" || spec.Mounts[i].Destination == "/sys/fs/cgroup" {
 				spec.Mounts[i].Options = replaceOption(spec.Mounts[i].Options, "ro", "rw")
