@@ -294,7 +294,8 @@ func TestTwoPods(t *testing.T) {
 	}
 
 	// Pod to pod across the bridge, loopback inside a pod, and the host
-	// reaching pod b through its published port on the bridge address.
+	// reaching pod b through its published port on the bridge address and
+	// on localhost.
 	port, bln := echoServer(t, b.ns, ":8080")
 	echo(t, a.ns, net.JoinHostPort(b.ip.String(), strconv.Itoa(port)))
 	loPort, _ := echoServer(t, a.ns, "127.0.0.1:0")
@@ -303,6 +304,9 @@ func TestTwoPods(t *testing.T) {
 	copy(gw, subnet.IP.To4())
 	gw[3]++
 	echo(t, "/proc/self/ns/net", net.JoinHostPort(gw.String(), "38471"))
+	echo(t, "/proc/self/ns/net", "127.0.0.1:38471")
+	// Hairpin: pod b reaches itself through its own published port.
+	echo(t, b.ns, net.JoinHostPort(gw.String(), "38471"))
 
 	// a: normal teardown while its namespace exists.
 	if err := m.Teardown(ctx, a.id, a.ns, a.pn); err != nil {
