@@ -53,6 +53,9 @@ func TestPodSharesNetwork(t *testing.T) {
 		t.Errorf("eth0 of the pod: %q", out)
 	}
 
+	if st, err := e.svc.PodSandboxStatus(ctx, &runtimeapi.PodSandboxStatusRequest{PodSandboxId: sb}); err != nil || len(st.ContainersStatuses) != 2 || st.Timestamp == 0 {
+		t.Errorf("sandbox status with its containers: %v %v", st, err)
+	}
 	cs := e.status(server)
 	if cs.State != runtimeapi.ContainerState_CONTAINER_RUNNING || cs.StartedAt == 0 || cs.CreatedAt == 0 {
 		t.Errorf("server status: %v", cs)

@@ -14,7 +14,11 @@ func (s *Service) PodSandboxStatus(ctx context.Context, req *runtimeapi.PodSandb
 		return nil, toStatus(err)
 	}
 	sb.State = s.sandboxState(&sb)
-	resp := &runtimeapi.PodSandboxStatusResponse{Status: sandboxStatus(&sb)}
+	// Container statuses and a timestamp, as the kubelet's evented PLEG reads them.
+	resp := &runtimeapi.PodSandboxStatusResponse{Status: sandboxStatus(&sb), Timestamp: s.clock.Now().UnixNano()}
+	for _, c := range s.sandboxContainers(sb.ID) {
+		resp.ContainersStatuses = append(resp.ContainersStatuses, containerStatus(&c))
+	}
 	if req.GetVerbose() {
 		info, _ := json.Marshal(map[string]any{
 			"pid":          sb.Pid,
