@@ -19,10 +19,13 @@ func mountedLayers() (map[string]bool, error) {
 	used := map[string]bool{}
 	for _, m := range mounts {
 		for _, opt := range strings.Split(m.VFSOptions, ",") {
+			// mount(2) shows "lowerdir=a:b"; the new mount API "lowerdir+=a" per layer.
 			if lowers, ok := strings.CutPrefix(opt, "lowerdir="); ok {
 				for _, l := range strings.Split(lowers, ":") {
 					used[l] = true
 				}
+			} else if l, ok := strings.CutPrefix(opt, "lowerdir+="); ok {
+				used[l] = true
 			}
 		}
 	}

@@ -81,11 +81,47 @@ func (s *Snapshotter) Prepare(key string, lowers []string, target string) (retEr
 		top[len(lowers)-1-i] = l
 	}
 	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", strings.Join(top, ":"), upper, work)
-	if len(opts) >= os.Getpagesize() {
-		return fmt.Errorf("prepare snapshot %s: overlay options are %d bytes, the kernel takes fewer than %d", key, len(opts), os.Getpagesize())
+	if len(opts) < os.Getpagesize() {
+		if err := unix.Mount("overlay", target, "overlay", 0, opts); err != nil {
+			return fmt.Errorf("prepare snapshot %s: mount overlay on %s (%s): %w", key, target, opts, err)
+		}
+		return nil
 	}
-	if err := unix.Mount("overlay", target, "overlay", 0, opts); err != nil {
-		return fmt.Errorf("prepare snapshot %s: mount overlay on %s (%s): %w", key, target, opts, err)
+	// mount(2) takes one page of options; many layers need the new mount
+	// API, which takes them one by one ("lowerdir+", Linux 6.8).
+	if err := mountLayerByLayer(top, upper, work, target); err != nil {
+		return fmt.Errorf("prepare snapshot %s: mount overlay of %d layers on %s: %w", key, len(lowers), target, err)
+	}
+	return nil
+}
+
+func mountLayerByLayer(top []string, upper, work, target string) error {
+	fd, err := unix.Fsopen("overlay", unix.FSOPEN_CLOEXEC)
+	if err != nil {
+		return fmt.Errorf("fsopen: %w", err)
+	}
+	defer unix.Close(fd)
+	for _, l := range top {
+		if err := unix.FsconfigSetString(fd, "lowerdir+", l); err != nil {
+			return fmt.Errorf("add layer %s (needs Linux 6.8): %w", l, err)
+		}
+	}
+	if err := unix.FsconfigSetString(fd, "upperdir", upper); err != nil {
+		return fmt.Errorf("upperdir: %w", err)
+	}
+	if err := unix.FsconfigSetString(fd, "workdir", work); err != nil {
+		return fmt.Errorf("workdir: %w", err)
+	}
+	if err := unix.FsconfigCreate(fd); err != nil {
+		return fmt.Errorf("create overlay: %w", err)
+	}
+	mfd, err := unix.Fsmount(fd, unix.FSMOUNT_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("fsmount: %w", err)
+	}
+	defer unix.Close(mfd)
+	if err := unix.MoveMount(mfd, "", unix.AT_FDCWD, target, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
+		return fmt.Errorf("move mount to %s: %w", target, err)
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package snapshot_test
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -106,4 +107,42 @@ func assertNoMountsUnder(t *testing.T, dir string) {
 			t.Errorf("mount left: %s", m.Mountpoint)
 		}
 	}
+}
+
+// TestPrepareManyLayers stacks more layers than one page of mount options holds.
+func TestPrepareManyLayers(t *testing.T) {
+	testimage.RequireRoot(t)
+	top := t.TempDir()
+	var lowers []string
+	for i := 0; i < 120; i++ {
+		d := filepath.Join(top, "layers", fmt.Sprintf("%064d", i))
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(d, "top"), []byte(fmt.Sprint(i)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(d, fmt.Sprintf("f%d", i)), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		lowers = append(lowers, d)
+	}
+	s := snapshot.New(filepath.Join(top, "snapshots"))
+	target := filepath.Join(top, "rootfs")
+	if err := s.Prepare("many", lowers, target); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Remove("many", target) })
+	if data, err := os.ReadFile(filepath.Join(target, "top")); err != nil || string(data) != "119" {
+		t.Errorf("top = %q, %v; the last layer must win", data, err)
+	}
+	for _, f := range []string{"f0", "f119"} {
+		if _, err := os.Stat(filepath.Join(target, f)); err != nil {
+			t.Error(err)
+		}
+	}
+	if err := s.Remove("many", target); err != nil {
+		t.Fatal(err)
+	}
+	assertNoMountsUnder(t, top)
 }
