@@ -16,7 +16,7 @@ import (
 // running container which has logged a little: resident, proportional
 // (shared pages split between the monitors) and private, in KiB per monitor.
 func BenchmarkMonitorMemory(b *testing.B) {
-	const n = 10
+	const n = 20
 	var handles []*Handle
 	var envs []*env
 	for range n {
