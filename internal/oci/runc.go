@@ -177,6 +177,7 @@ func (r *Runc) Exec(ctx context.Context, id string, p *specs.Process, o ExecOpts
 	// die, not only runc, or it would be left running.
 	cmd := r.command(logFile, "exec", "--process", procFile, "--pid-file", pidFile, id)
 	var term *terminal
+	var stdinW *os.File
 	if p.Terminal {
 		if term, err = newTerminal(cmd, o); err != nil {
 			return -1, fmt.Errorf("runc exec %s: %w", id, err)
@@ -189,8 +190,14 @@ func (r *Runc) Exec(ctx context.Context, id string, p *specs.Process, o ExecOpts
 			p = &withSize
 		}
 	} else {
-		cmd.Stdin, cmd.Stdout, cmd.Stderr = o.Stdin, o.Stdout, o.Stderr
+		cmd.Stdout, cmd.Stderr = o.Stdout, o.Stderr
 		cmd.WaitDelay = execWaitDelay
+		if stdinW, err = setStdin(cmd, o.Stdin); err != nil {
+			return -1, fmt.Errorf("runc exec %s: %w", id, err)
+		}
+		if stdinW != nil {
+			defer stdinW.Close()
+		}
 	}
 	data, err := json.Marshal(p)
 	if err != nil {
@@ -200,6 +207,9 @@ func (r *Runc) Exec(ctx context.Context, id string, p *specs.Process, o ExecOpts
 		return -1, fmt.Errorf("runc exec %s: %w", id, err)
 	}
 	if err := cmd.Start(); err != nil {
+		if stdinW != nil {
+			cmd.Stdin.(*os.File).Close()
+		}
 		return -1, fmt.Errorf("runc exec %s: %w", id, err)
 	}
 	done := make(chan struct{})
@@ -214,6 +224,13 @@ func (r *Runc) Exec(ctx context.Context, id string, p *specs.Process, o ExecOpts
 	}()
 	if term != nil {
 		term.started(cmd.Process, done)
+	}
+	if stdinW != nil {
+		cmd.Stdin.(*os.File).Close()
+		go func() {
+			_, _ = io.Copy(stdinW, o.Stdin)
+			stdinW.Close()
+		}()
 	}
 	err = cmd.Wait()
 	close(done)
@@ -238,6 +255,26 @@ func (r *Runc) Exec(ctx context.Context, id string, p *specs.Process, o ExecOpts
 	default:
 		return -1, fmt.Errorf("runc exec %s: %w", id, err)
 	}
+}
+
+// setStdin gives cmd the reader as stdin. A reader that is not a file is
+// copied through a pipe that Exec closes when the process is gone, without
+// waiting for the reader: os/exec would wait for its EOF (or WaitDelay), and
+// an interactive session's stdin may stay open after the process exits.
+func setStdin(cmd *exec.Cmd, r io.Reader) (*os.File, error) {
+	if r == nil {
+		return nil, nil
+	}
+	if f, ok := r.(*os.File); ok {
+		cmd.Stdin = f
+		return nil, nil
+	}
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	cmd.Stdin = pr
+	return pw, nil
 }
 
 // killExec kills the exec'd process once runc has written its pid, unless

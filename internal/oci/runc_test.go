@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -478,5 +479,23 @@ func TestCreateWithTerminal(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "tty\r\n") {
 		t.Fatalf("terminal output %q", out.String())
+	}
+}
+
+// TestExecOpenStdin: a session's stdin may stay open after the process
+// exits; Exec returns with the process.
+func TestExecOpenStdin(t *testing.T) {
+	r := newRunc(t)
+	id := startSleeper(t, r)
+	stdin, w := io.Pipe()
+	defer w.Close()
+	go w.Write([]byte("line\n"))
+	var out bytes.Buffer
+	code, err := r.Exec(t.Context(), id, process("sh", "-c", "read x; echo $x; exit 3"), ExecOpts{Stdin: stdin, Stdout: &out})
+	if err != nil || code != 3 {
+		t.Fatalf("exec: code %d, %v", code, err)
+	}
+	if out.String() != "line\n" {
+		t.Fatalf("stdout %q", out.String())
 	}
 }
