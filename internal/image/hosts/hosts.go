@@ -91,7 +91,11 @@ func (c Config) Hosts(registry string) ([]Host, error) {
 	}
 	upstream := defaultServer(registry)
 	if data == nil {
-		return []Host{{Scheme: "https", Address: upstream, Capabilities: []string{CapPull, CapResolve, CapPush}}}, nil
+		h := Host{Scheme: "https", Address: upstream, Capabilities: []string{CapPull, CapResolve, CapPush}}
+		if h.CAs, h.Clients, err = c.dockerCerts(registry); err != nil {
+			return nil, err
+		}
+		return []Host{h}, nil
 	}
 	var f file
 	if err := toml.Unmarshal(data, &f); err != nil {
@@ -142,6 +146,37 @@ func (c Config) read(registry string) (string, []byte, error) {
 		}
 	}
 	return "", nil, nil
+}
+
+// dockerCerts reads Docker's layout of certs.d/<host>/ without hosts.toml,
+// as containerd does: *.crt files are CAs, *.cert with the same-named *.key
+// are client certificates.
+func (c Config) dockerCerts(registry string) (cas []string, clients [][2]string, err error) {
+	if c.Dir == "" {
+		return nil, nil, nil
+	}
+	dir := filepath.Join(c.Dir, registry)
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil, nil
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("read registry certificates: %w", err)
+	}
+	for _, e := range ents {
+		p := filepath.Join(dir, e.Name())
+		switch filepath.Ext(e.Name()) {
+		case ".crt":
+			cas = append(cas, p)
+		case ".cert":
+			key := strings.TrimSuffix(p, ".cert") + ".key"
+			if _, err := os.Stat(key); err != nil {
+				return nil, nil, fmt.Errorf("%w: client certificate %s has no key %s", ErrInvalidConfig, p, key)
+			}
+			clients = append(clients, [2]string{p, key})
+		}
+	}
+	return cas, clients, nil
 }
 
 // defaultServer is where a registry's API lives when nothing says otherwise.

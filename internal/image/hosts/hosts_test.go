@@ -112,3 +112,25 @@ func TestTransportRefusesUnconfiguredPlainHTTP(t *testing.T) {
 		t.Errorf("configured header not sent: %q", gotHeader)
 	}
 }
+
+func TestDockerCertsLayout(t *testing.T) {
+	dir := t.TempDir()
+	reg := filepath.Join(dir, "registry.example:5000")
+	if err := os.MkdirAll(reg, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"ca.crt", "client.cert", "client.key"} {
+		if err := os.WriteFile(filepath.Join(reg, f), nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hs, err := Config{Dir: dir}.Hosts("registry.example:5000")
+	if err != nil || len(hs) != 1 {
+		t.Fatalf("Hosts = %v, %v", hs, err)
+	}
+	h := hs[0]
+	if addrs(hs) != "https://registry.example:5000" || len(h.CAs) != 1 || h.CAs[0] != filepath.Join(reg, "ca.crt") ||
+		len(h.Clients) != 1 || h.Clients[0] != [2]string{filepath.Join(reg, "client.cert"), filepath.Join(reg, "client.key")} {
+		t.Errorf("host %+v", h)
+	}
+}
