@@ -150,31 +150,35 @@ func (m *Manager) Name() string { return m.list.Name }
 
 // Setup attaches the network namespace at netnsPath to the network. On
 // failure it undoes what it did.
-func (m *Manager) Setup(ctx context.Context, id, netnsPath string, o PodNetwork) (res *Result, retErr error) {
+func (m *Manager) Setup(ctx context.Context, id, netnsPath string, o PodNetwork) (_ *Result, retErr error) {
 	lg := log.FromContext(ctx).With("sandbox", id, "netns", netnsPath)
 	loRT := m.runtimeConf(id, netnsPath, loName, o, false)
-	if _, err := m.cni.AddNetworkList(ctx, m.lo, loRT); err != nil {
-		m.undo(lg, m.lo, loRT)
-		return nil, fmt.Errorf("set up loopback of sandbox %s: %w", id, err)
-	}
+	rt := m.runtimeConf(id, netnsPath, ifName, o, true)
 	defer func() {
 		if retErr != nil {
+			// What succeeded holds addresses, links and rules; DEL of what
+			// did not is harmless.
+			m.undo(lg, m.list, rt)
 			m.undo(lg, m.lo, loRT)
 		}
 	}()
-
-	rt := m.runtimeConf(id, netnsPath, ifName, o, true)
+	// Loopback and the network touch different interfaces, so they are set
+	// up side by side, as go-cni attaches networks.
+	loErr := make(chan error, 1)
+	go func() {
+		_, err := m.cni.AddNetworkList(ctx, m.lo, loRT)
+		loErr <- err
+	}()
 	r, err := m.cni.AddNetworkList(ctx, m.list, rt)
 	if err != nil {
-		// The plugins that succeeded hold addresses, links and rules.
-		m.undo(lg, m.list, rt)
-		return nil, fmt.Errorf("set up network %q of sandbox %s: %w", m.list.Name, id, err)
+		err = fmt.Errorf("set up network %q of sandbox %s: %w", m.list.Name, id, err)
 	}
-	defer func() {
-		if retErr != nil {
-			m.undo(lg, m.list, rt)
-		}
-	}()
+	if lerr := <-loErr; lerr != nil {
+		err = errors.Join(err, fmt.Errorf("set up loopback of sandbox %s: %w", id, lerr))
+	}
+	if err != nil {
+		return nil, err
+	}
 	result, err := types100.NewResultFromResult(r)
 	if err != nil {
 		return nil, fmt.Errorf("network %q result for sandbox %s: %w", m.list.Name, id, err)
@@ -198,7 +202,7 @@ func (m *Manager) undo(lg *slog.Logger, l *libcni.NetworkConfigList, rt *libcni.
 // Teardown detaches the sandbox from the network and releases its address.
 // It is idempotent, and works when the namespace is already gone: the
 // plugins then release the lease and port mappings, and the masquerade rule
-// is found from the cached result.
+// is removed by name.
 func (m *Manager) Teardown(ctx context.Context, id, netnsPath string, o PodNetwork) error {
 	lg := log.FromContext(ctx).With("sandbox", id, "netns", netnsPath)
 	gone := !isNetns(netnsPath)
@@ -206,6 +210,26 @@ func (m *Manager) Teardown(ctx context.Context, id, netnsPath string, o PodNetwo
 		// An empty path tells the plugins to skip what lives in the namespace.
 		netnsPath = ""
 	}
+	loErr := make(chan error, 1)
+	go func() {
+		if err := m.cni.DelNetworkList(ctx, m.lo, m.runtimeConf(id, netnsPath, loName, o, false)); err != nil {
+			loErr <- fmt.Errorf("tear down loopback of sandbox %s: %w", id, err)
+			return
+		}
+		loErr <- nil
+	}()
+	err := m.teardown(ctx, id, netnsPath, o, gone)
+	if err != nil {
+		err = fmt.Errorf("tear down network %q of sandbox %s: %w", m.list.Name, id, err)
+	}
+	if err := errors.Join(err, <-loErr); err != nil {
+		return err
+	}
+	lg.Debug("pod network torn down")
+	return nil
+}
+
+func (m *Manager) teardown(ctx context.Context, id, netnsPath string, o PodNetwork, gone bool) error {
 	rt := m.runtimeConf(id, netnsPath, ifName, o, true)
 	var cached []net.IP
 	if gone {
@@ -216,17 +240,11 @@ func (m *Manager) Teardown(ctx context.Context, id, netnsPath string, o PodNetwo
 		}
 	}
 	if err := m.cni.DelNetworkList(ctx, m.list, rt); err != nil {
-		return fmt.Errorf("tear down network %q of sandbox %s: %w", m.list.Name, id, err)
+		return err
 	}
 	if gone {
-		if err := m.removeMasquerade(ctx, id, cached); err != nil {
-			return fmt.Errorf("tear down network %q of sandbox %s: %w", m.list.Name, id, err)
-		}
+		return m.removeMasquerade(ctx, id, cached)
 	}
-	if err := m.cni.DelNetworkList(ctx, m.lo, m.runtimeConf(id, netnsPath, loName, o, false)); err != nil {
-		return fmt.Errorf("tear down loopback of sandbox %s: %w", id, err)
-	}
-	lg.Debug("pod network torn down")
 	return nil
 }
 

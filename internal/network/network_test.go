@@ -22,7 +22,7 @@ import (
 
 const realPlugins = "/usr/lib/cni"
 
-func requirePrereqs(t *testing.T) {
+func requirePrereqs(t testing.TB) {
 	t.Helper()
 	var missing []string
 	if os.Geteuid() != 0 {
@@ -55,7 +55,7 @@ type env struct {
 
 // newEnv prepares directories and a bridge name the test owns; cleanup
 // deletes the bridge (the plugin never does) and the netns dir mount.
-func newEnv(t *testing.T, bridge, subnet string) *env {
+func newEnv(t testing.TB, bridge, subnet string) *env {
 	t.Helper()
 	requirePrereqs(t)
 	if linkExists(t, bridge) {
@@ -88,14 +88,14 @@ func newEnv(t *testing.T, bridge, subnet string) *env {
 	return e
 }
 
-func linkExists(t *testing.T, name string) bool {
+func linkExists(t testing.TB, name string) bool {
 	t.Helper()
 	_, err := net.InterfaceByName(name)
 	return err == nil
 }
 
 // bridgePorts lists the interfaces enslaved to the bridge (the pods' veths).
-func bridgePorts(t *testing.T, bridge string) []string {
+func bridgePorts(t testing.TB, bridge string) []string {
 	t.Helper()
 	out, err := exec.Command("ip", "-o", "link", "show", "master", bridge).CombinedOutput()
 	if err != nil {
@@ -113,7 +113,7 @@ func bridgePorts(t *testing.T, bridge string) []string {
 
 // natRulesFor returns the iptables nat lines that mention sandbox id (the
 // bridge's masquerade and portmap's DNAT rules carry it in a comment).
-func natRulesFor(t *testing.T, id string) []string {
+func natRulesFor(t testing.TB, id string) []string {
 	t.Helper()
 	out, err := exec.Command("iptables-save", "-t", "nat").CombinedOutput()
 	if err != nil {
@@ -128,7 +128,7 @@ func natRulesFor(t *testing.T, id string) []string {
 	return lines
 }
 
-func leases(t *testing.T, cfg Config) []string {
+func leases(t testing.TB, cfg Config) []string {
 	t.Helper()
 	ents, err := os.ReadDir(filepath.Join(cfg.IPAMDir, DefaultNetwork))
 	if errors.Is(err, os.ErrNotExist) {
@@ -146,7 +146,7 @@ func leases(t *testing.T, cfg Config) []string {
 	return ips
 }
 
-func cachedResults(t *testing.T, cfg Config) []string {
+func cachedResults(t testing.TB, cfg Config) []string {
 	t.Helper()
 	ents, err := os.ReadDir(filepath.Join(cfg.CacheDir, "results"))
 	if errors.Is(err, os.ErrNotExist) {
@@ -167,7 +167,7 @@ func uniqueID(prefix string) string {
 }
 
 // checkClean verifies that nothing of the sandboxes is left on the host.
-func checkClean(t *testing.T, e *env, ids ...string) {
+func checkClean(t testing.TB, e *env, ids ...string) {
 	t.Helper()
 	if l := leases(t, e.cfg); len(l) > 0 {
 		t.Errorf("leases left: %v", l)
