@@ -9,7 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moby/sys/mountinfo"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -173,9 +175,48 @@ func (c *fakeCgroups) RemovePod(path string) error {
 // recordingRuntime remembers StopContainer timeouts.
 type recordingRuntime struct {
 	*critest.FakeRuntimeService
-	mu    sync.Mutex
-	stops map[string]int64 // container name → timeout
-	order []string         // container names in the order they were stopped
+	mu      sync.Mutex
+	stops   map[string]int64                       // container name → timeout
+	order   []string                               // container names in the order they were stopped
+	configs map[string]*runtimeapi.ContainerConfig // last config per container name
+}
+
+func (r *recordingRuntime) CreateContainer(ctx context.Context, sandboxID string, config *runtimeapi.ContainerConfig, sc *runtimeapi.PodSandboxConfig) (string, error) {
+	r.mu.Lock()
+	r.configs[config.GetMetadata().GetName()] = config
+	r.mu.Unlock()
+	return r.FakeRuntimeService.CreateContainer(ctx, sandboxID, config, sc)
+}
+
+func (r *recordingRuntime) config(name string) *runtimeapi.ContainerConfig {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.configs[name]
+}
+
+// fakeObjects serves ConfigMaps and Secrets.
+type fakeObjects struct {
+	mu         sync.Mutex
+	configMaps map[string]*corev1.ConfigMap
+	secrets    map[string]*corev1.Secret
+}
+
+func (o *fakeObjects) GetConfigMap(_ context.Context, ns, name string) (*corev1.ConfigMap, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if cm, ok := o.configMaps[ns+"/"+name]; ok {
+		return cm.DeepCopy(), nil
+	}
+	return nil, apierrors.NewNotFound(schema.GroupResource{Resource: "configmaps"}, name)
+}
+
+func (o *fakeObjects) GetSecret(_ context.Context, ns, name string) (*corev1.Secret, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if s, ok := o.secrets[ns+"/"+name]; ok {
+		return s.DeepCopy(), nil
+	}
+	return nil, apierrors.NewNotFound(schema.GroupResource{Resource: "secrets"}, name)
 }
 
 func (r *recordingRuntime) StopContainer(ctx context.Context, id string, timeout int64) error {
@@ -200,12 +241,17 @@ type testEnv struct {
 	cgroups *fakeCgroups
 	clock   *testingclock.FakeClock
 	logRoot string
+	podsDir string
+	objects *fakeObjects
 }
 
 func newTestEnv(t *testing.T, pods ...*corev1.Pod) *testEnv {
 	t.Helper()
 	env := &testEnv{
-		rt:      &recordingRuntime{FakeRuntimeService: critest.NewFakeRuntimeService(), stops: map[string]int64{}},
+		rt: &recordingRuntime{FakeRuntimeService: critest.NewFakeRuntimeService(), stops: map[string]int64{},
+			configs: map[string]*runtimeapi.ContainerConfig{}},
+		objects: &fakeObjects{configMaps: map[string]*corev1.ConfigMap{}, secrets: map[string]*corev1.Secret{}},
+		podsDir: t.TempDir(),
 		images:  critest.NewFakeImageService(),
 		store:   newFakeStore(pods...),
 		cgroups: &fakeCgroups{},
@@ -225,6 +271,9 @@ func newTestEnv(t *testing.T, pods ...*corev1.Pod) *testEnv {
 		Pods:           env.store,
 		Cgroups:        env.cgroups,
 		LogRoot:        env.logRoot,
+		PodsDir:        env.podsDir,
+		Objects:        env.objects,
+		HostsFile:      "/nonexistent/hosts",
 		ResolvConf:     resolv,
 		MemoryCapacity: 8 << 30,
 		Clock:          env.clock,
@@ -233,6 +282,7 @@ func newTestEnv(t *testing.T, pods ...*corev1.Pod) *testEnv {
 	if err := env.m.init(context.Background()); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { unmountAll(t, env.podsDir) })
 	for _, p := range pods {
 		env.m.pods[p.UID] = &podRecord{pod: env.store.pod(p.UID)}
 	}
@@ -339,4 +389,18 @@ func condition(s corev1.PodStatus, t corev1.PodConditionType) corev1.PodConditio
 		}
 	}
 	return corev1.PodCondition{}
+}
+
+// unmountAll unmounts what tests mounted (tmpfs volumes) below dir.
+func unmountAll(t *testing.T, dir string) {
+	infos, err := mountinfo.GetMounts(mountinfo.PrefixFilter(dir))
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	for _, mi := range infos {
+		if err := unix.Unmount(mi.Mountpoint, unix.MNT_DETACH); err != nil {
+			t.Errorf("unmount %s: %v", mi.Mountpoint, err)
+		}
+	}
 }

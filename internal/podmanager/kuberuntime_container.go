@@ -16,7 +16,9 @@ import (
 	"google.golang.org/grpc/codes"
 	grpcstatus "google.golang.org/grpc/status"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/apimachinery/pkg/util/validation"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	plog "github.com/peapod-dev/peapod/internal/log"
@@ -55,7 +57,7 @@ const (
 // startContainer pulls the image, creates and starts one container
 // (kuberuntime_container.go startContainer). On failure it returns the message
 // and one of the Err* reasons above.
-func (m *Manager) startContainer(ctx context.Context, sandboxID string, sandboxConfig *runtimeapi.PodSandboxConfig, spec *containerToStart, pod *corev1.Pod, podStatus *runtimePodStatus, podIPs []string) (string, error) {
+func (m *Manager) startContainer(ctx context.Context, sandboxID string, sandboxConfig *runtimeapi.PodSandboxConfig, spec *containerToStart, pod *corev1.Pod, podStatus *runtimePodStatus, podIPs []string, vols map[string]podVolume) (string, error) {
 	c := spec.container
 	// Step 1: pull the image.
 	imageRef, msg, err := m.ensureImageExists(ctx, pod, c)
@@ -71,7 +73,7 @@ func (m *Manager) startContainer(ctx context.Context, sandboxID string, sandboxC
 	} else {
 		restartCount = m.restartCountFromLogDir(pod, c.Name)
 	}
-	config, err := m.generateContainerConfig(ctx, c, pod, restartCount, podIPs, imageRef, spec.containerType)
+	config, err := m.generateContainerConfig(ctx, c, pod, restartCount, podIPs, imageRef, spec.containerType, vols)
 	if err != nil {
 		m.recordContainerEvent(ctx, pod, c.Name, corev1.EventTypeWarning, eventFailed, "Error: "+err.Error())
 		return err.Error(), ErrCreateContainerConfig
@@ -120,8 +122,15 @@ func (m *Manager) restartCountFromLogDir(pod *corev1.Pod, name string) int {
 // generateContainerConfig builds the ContainerConfig as the kubelet does. The
 // command and args are passed through (the runtime merges them with the image's
 // entrypoint and cmd) after $(VAR) expansion.
-func (m *Manager) generateContainerConfig(ctx context.Context, c *corev1.Container, pod *corev1.Pod, restartCount int, podIPs []string, imageRef, containerType string) (*runtimeapi.ContainerConfig, error) {
+func (m *Manager) generateContainerConfig(ctx context.Context, c *corev1.Container, pod *corev1.Pod, restartCount int, podIPs []string, imageRef, containerType string, vols map[string]podVolume) (*runtimeapi.ContainerConfig, error) {
 	envs, err := m.makeEnvironmentVariables(ctx, pod, c, podIPs)
+	if err != nil {
+		return nil, err
+	}
+	if len(c.VolumeDevices) > 0 {
+		return nil, fmt.Errorf("volumeDevices are %w", errContainerConfigNotBuilt)
+	}
+	mounts, err := m.makeMounts(pod, c, vols, envs, restartCount, podIPs)
 	if err != nil {
 		return nil, err
 	}
@@ -144,9 +153,7 @@ func (m *Manager) generateContainerConfig(ctx context.Context, c *corev1.Contain
 		Envs:        envs,
 		Linux:       m.generateLinuxContainerConfig(c, pod),
 	}
-	if len(c.VolumeMounts) > 0 || len(c.VolumeDevices) > 0 {
-		return nil, fmt.Errorf("volumes are %w", errContainerConfigNotBuilt)
-	}
+	config.Mounts = mounts
 	return config, nil
 }
 
@@ -257,41 +264,159 @@ func seccompProfile(podProfile, containerProfile *corev1.SeccompProfile) *runtim
 	return &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_Unconfined}
 }
 
-// makeEnvironmentVariables evaluates the container's env in order: values with
-// $(VAR) expansion of earlier variables, fieldRef and resourceFieldRef.
-func (m *Manager) makeEnvironmentVariables(_ context.Context, pod *corev1.Pod, c *corev1.Container, podIPs []string) ([]*runtimeapi.KeyValue, error) {
-	if len(c.EnvFrom) > 0 {
-		return nil, fmt.Errorf("envFrom is %w", errContainerConfigNotBuilt)
-	}
+// makeEnvironmentVariables evaluates the container's envFrom, then its env in
+// order: values with $(VAR) expansion of earlier variables, fieldRef,
+// resourceFieldRef, configMapKeyRef and secretKeyRef (optional ones may be missing).
+func (m *Manager) makeEnvironmentVariables(ctx context.Context, pod *corev1.Pod, c *corev1.Container, podIPs []string) ([]*runtimeapi.KeyValue, error) {
 	tmp := map[string]string{}
 	var order []string
+	set := func(k, v string) {
+		if _, seen := tmp[k]; !seen {
+			order = append(order, k)
+		}
+		tmp[k] = v
+	}
+	configMaps := map[string]*corev1.ConfigMap{}
+	secrets := map[string]*corev1.Secret{}
+	getConfigMap := func(name string) (*corev1.ConfigMap, error) {
+		if cm, ok := configMaps[name]; ok {
+			return cm, nil
+		}
+		og, err := m.objects()
+		if err != nil {
+			return nil, err
+		}
+		cm, err := og.GetConfigMap(ctx, pod.Namespace, name)
+		if err != nil {
+			return nil, err
+		}
+		configMaps[name] = cm
+		return cm, nil
+	}
+	getSecret := func(name string) (*corev1.Secret, error) {
+		if s, ok := secrets[name]; ok {
+			return s, nil
+		}
+		og, err := m.objects()
+		if err != nil {
+			return nil, err
+		}
+		s, err := og.GetSecret(ctx, pod.Namespace, name)
+		if err != nil {
+			return nil, err
+		}
+		secrets[name] = s
+		return s, nil
+	}
+
+	for _, ef := range c.EnvFrom {
+		var data map[string]string
+		var kind, name string
+		switch {
+		case ef.ConfigMapRef != nil:
+			kind, name = "configMap", ef.ConfigMapRef.Name
+			cm, err := getConfigMap(name)
+			if err != nil {
+				if apierrors.IsNotFound(err) && ef.ConfigMapRef.Optional != nil && *ef.ConfigMapRef.Optional {
+					continue
+				}
+				return nil, err
+			}
+			data = cm.Data
+		case ef.SecretRef != nil:
+			kind, name = "secret", ef.SecretRef.Name
+			s, err := getSecret(name)
+			if err != nil {
+				if apierrors.IsNotFound(err) && ef.SecretRef.Optional != nil && *ef.SecretRef.Optional {
+					continue
+				}
+				return nil, err
+			}
+			data = map[string]string{}
+			for k, v := range s.Data {
+				data[k] = string(v)
+			}
+		default:
+			continue
+		}
+		keys := make([]string, 0, len(data))
+		for k := range data {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		var invalid []string
+		for _, k := range keys {
+			name := ef.Prefix + k
+			if errs := validation.IsRelaxedEnvVarName(name); len(errs) != 0 {
+				invalid = append(invalid, name)
+				continue
+			}
+			set(name, data[k])
+		}
+		if len(invalid) > 0 {
+			m.recordEvent(ctx, pod, corev1.EventTypeWarning, "InvalidEnvironmentVariableNames",
+				fmt.Sprintf("Keys [%s] from the EnvFrom %s %s/%s were skipped since they are considered invalid environment variable names.",
+					strings.Join(invalid, ", "), kind, pod.Namespace, name))
+		}
+	}
+
 	mapping := mappingFuncFor(tmp)
 	for _, ev := range c.Env {
 		val := ev.Value
+		from := ev.ValueFrom
 		switch {
 		case val != "":
 			val = expand(val, mapping)
-		case ev.ValueFrom != nil && ev.ValueFrom.FieldRef != nil:
-			v, err := m.podFieldSelectorRuntimeValue(ev.ValueFrom.FieldRef, pod, podIPs)
+		case from != nil && from.FieldRef != nil:
+			v, err := m.podFieldSelectorRuntimeValue(from.FieldRef, pod, podIPs)
 			if err != nil {
 				return nil, err
 			}
 			val = v
-		case ev.ValueFrom != nil && ev.ValueFrom.ResourceFieldRef != nil:
-			v, err := m.containerResourceRuntimeValue(ev.ValueFrom.ResourceFieldRef, pod, c)
+		case from != nil && from.ResourceFieldRef != nil:
+			v, err := m.containerResourceRuntimeValue(from.ResourceFieldRef, pod, c)
 			if err != nil {
 				return nil, err
 			}
 			val = v
-		case ev.ValueFrom != nil && ev.ValueFrom.ConfigMapKeyRef != nil:
-			return nil, fmt.Errorf("env %q: configMapKeyRef is %w", ev.Name, errContainerConfigNotBuilt)
-		case ev.ValueFrom != nil && ev.ValueFrom.SecretKeyRef != nil:
-			return nil, fmt.Errorf("env %q: secretKeyRef is %w", ev.Name, errContainerConfigNotBuilt)
+		case from != nil && from.ConfigMapKeyRef != nil:
+			ref := from.ConfigMapKeyRef
+			optional := ref.Optional != nil && *ref.Optional
+			cm, err := getConfigMap(ref.Name)
+			if err != nil {
+				if apierrors.IsNotFound(err) && optional {
+					continue
+				}
+				return nil, err
+			}
+			v, ok := cm.Data[ref.Key]
+			if !ok {
+				if optional {
+					continue
+				}
+				return nil, fmt.Errorf("couldn't find key %v in ConfigMap %v/%v", ref.Key, pod.Namespace, ref.Name)
+			}
+			val = v
+		case from != nil && from.SecretKeyRef != nil:
+			ref := from.SecretKeyRef
+			optional := ref.Optional != nil && *ref.Optional
+			s, err := getSecret(ref.Name)
+			if err != nil {
+				if apierrors.IsNotFound(err) && optional {
+					continue
+				}
+				return nil, err
+			}
+			v, ok := s.Data[ref.Key]
+			if !ok {
+				if optional {
+					continue
+				}
+				return nil, fmt.Errorf("couldn't find key %v in Secret %v/%v", ref.Key, pod.Namespace, ref.Name)
+			}
+			val = string(v)
 		}
-		if _, seen := tmp[ev.Name]; !seen {
-			order = append(order, ev.Name)
-		}
-		tmp[ev.Name] = val
+		set(ev.Name, val)
 	}
 	out := make([]*runtimeapi.KeyValue, 0, len(order))
 	for _, k := range order {
@@ -330,18 +455,27 @@ func (m *Manager) podFieldSelectorRuntimeValue(fs *corev1.ObjectFieldSelector, p
 	if key, ok := subscript(path, "metadata.annotations"); ok {
 		return pod.Annotations[key], nil
 	}
-	if path == "metadata.labels" || path == "metadata.annotations" {
-		src := pod.Labels
-		if path == "metadata.annotations" {
-			src = pod.Annotations
-		}
-		var lines []string
-		for k, v := range src {
-			lines = append(lines, fmt.Sprintf("%s=%q", k, v))
-		}
-		return strings.Join(lines, "\n"), nil
+	switch path {
+	case "metadata.labels":
+		return formatMap(pod.Labels), nil
+	case "metadata.annotations":
+		return formatMap(pod.Annotations), nil
 	}
 	return "", fmt.Errorf("unsupported fieldPath %q", path)
+}
+
+// formatMap is fieldpath.FormatMap: sorted `key="value"` lines.
+func formatMap(m map[string]string) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	for _, k := range keys {
+		fmt.Fprintf(&b, "%v=%q\n", k, m[k])
+	}
+	return strings.TrimSuffix(b.String(), "\n")
 }
 
 // subscript parses `prefix['key']`.

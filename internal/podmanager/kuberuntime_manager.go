@@ -365,10 +365,14 @@ func (m *Manager) applyPodActions(ctx context.Context, pod *corev1.Pod, podStatu
 		}
 	}
 
-	// Step 3: the pod cgroup, then the sandbox.
+	// Step 3: the pod cgroup, the volumes, then the sandbox.
 	cgroupParent, err := m.ensurePodCgroup(pod)
 	if err != nil {
 		return time.Second, applied, err
+	}
+	vols, err := m.mountVolumes(ctx, pod, podStatus.IPs)
+	if err != nil {
+		return 2 * time.Second, applied, err
 	}
 	sandboxID := changes.SandboxID
 	sandboxConfig, err := m.generatePodSandboxConfig(pod, changes.Attempt, cgroupParent)
@@ -404,7 +408,7 @@ func (m *Manager) applyPodActions(ctx context.Context, pod *corev1.Pod, podStatu
 			requeue = minPositive(requeue, d)
 			return
 		}
-		msg, serr := m.startContainer(ctx, sandboxID, sandboxConfig, &containerToStart{container: c, containerType: containerType}, pod, podStatus, podIPs)
+		msg, serr := m.startContainer(ctx, sandboxID, sandboxConfig, &containerToStart{container: c, containerType: containerType}, pod, podStatus, podIPs, vols)
 		if serr != nil {
 			m.reasonCache.add(pod.UID, c.Name, serr, msg)
 			log.Warn("starting container failed", "container", c.Name, "reason", serr.Error(), "message", msg)
@@ -557,6 +561,9 @@ func (m *Manager) terminatePod(ctx context.Context, pod *corev1.Pod, gracePeriod
 		}
 	}
 	if err := m.removePodCgroup(pod); err != nil {
+		return err
+	}
+	if err := m.cleanupPodDir(pod); err != nil {
 		return err
 	}
 	m.backOff.DeleteEntry(string(pod.UID))

@@ -1,6 +1,7 @@
 package podmanager
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -153,4 +154,22 @@ func containerIDForLogs(pod *corev1.Pod, name string, previous bool) (string, er
 		cid = cid[i+3:]
 	}
 	return cid, nil
+}
+
+// lastLogLines returns the end of a container's log: at most lines lines and
+// maxBytes bytes (for FallbackToLogsOnError).
+func (m *Manager) lastLogLines(pod *corev1.Pod, cs *containerStatus, lines, maxBytes int64) string {
+	path := m.containerLogPath(pod, cs)
+	if path == "" {
+		return ""
+	}
+	var b bytes.Buffer
+	if err := crilog.ReadLogs(context.Background(), path, crilog.ReadOptions{Tail: lines}, &b, &b); err != nil {
+		return ""
+	}
+	out := b.Bytes()
+	if int64(len(out)) > maxBytes {
+		out = out[int64(len(out))-maxBytes:]
+	}
+	return string(out)
 }

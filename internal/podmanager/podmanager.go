@@ -68,6 +68,13 @@ type Config struct {
 	Cgroups CgroupManager
 	// LogRoot holds the pods' log directories, LogRoot/<ns>_<name>_<uid>/ (DIR/logs).
 	LogRoot string
+	// PodsDir holds each pod's volumes, /etc/hosts and termination message
+	// files, PodsDir/<uid>/ (DIR/pods); without it pods cannot have volumes.
+	PodsDir string
+	// Objects gives ConfigMaps and Secrets for volumes and env; nil: none.
+	Objects ObjectGetter
+	// HostsFile is the host's /etc/hosts, copied for hostNetwork pods.
+	HostsFile string
 	// ResolvConf is the host's resolver configuration used for the pods' DNS
 	// (no cluster DNS here); default /etc/resolv.conf.
 	ResolvConf string
@@ -147,6 +154,9 @@ func New(cfg Config) *Manager {
 	}
 	if cfg.ResolvConf == "" {
 		cfg.ResolvConf = "/etc/resolv.conf"
+	}
+	if cfg.HostsFile == "" {
+		cfg.HostsFile = "/etc/hosts"
 	}
 	if cfg.MemoryCapacity == 0 {
 		cfg.MemoryCapacity = machineMemory()

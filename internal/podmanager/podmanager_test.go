@@ -201,7 +201,7 @@ func TestGenerateConfigs(t *testing.T) {
 		t.Fatalf("linux %+v", sc.Linux)
 	}
 
-	cc, err := env.m.generateContainerConfig(context.Background(), &pod.Spec.Containers[0], pod, 3, []string{"10.88.0.5"}, "sha256:abc", containerTypeRegular)
+	cc, err := env.m.generateContainerConfig(context.Background(), &pod.Spec.Containers[0], pod, 3, []string{"10.88.0.5"}, "sha256:abc", containerTypeRegular, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

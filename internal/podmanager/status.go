@@ -295,7 +295,7 @@ func podHasInitialized(pod *corev1.Pod, podStatus *runtimePodStatus) bool {
 }
 
 // convertContainerStatus converts one runtime container to the API's.
-func (m *Manager) convertContainerStatus(cs *containerStatus, old *corev1.ContainerStatus) *corev1.ContainerStatus {
+func (m *Manager) convertContainerStatus(pod *corev1.Pod, cs *containerStatus, old *corev1.ContainerStatus) *corev1.ContainerStatus {
 	cid := m.runtimeName + "://" + cs.ID
 	st := &corev1.ContainerStatus{
 		Name:         cs.Name,
@@ -317,10 +317,14 @@ func (m *Manager) convertContainerStatus(cs *containerStatus, old *corev1.Contai
 				reason = "Error"
 			}
 		}
+		message := cs.Message
+		if message == "" {
+			message = m.terminationMessage(pod, cs)
+		}
 		st.State.Terminated = &corev1.ContainerStateTerminated{
 			ExitCode:    cs.ExitCode,
 			Reason:      reason,
-			Message:     cs.Message,
+			Message:     message,
 			StartedAt:   metav1.NewTime(cs.StartedAt),
 			FinishedAt:  metav1.NewTime(cs.FinishedAt),
 			ContainerID: cid,
@@ -378,7 +382,7 @@ func (m *Manager) convertToAPIContainerStatuses(pod *corev1.Pod, podStatus *runt
 		if old, ok := oldStatuses[cs.Name]; ok {
 			oldPtr = &old
 		}
-		st := m.convertContainerStatus(cs, oldPtr)
+		st := m.convertContainerStatus(pod, cs, oldPtr)
 		if seen[cs.Name] == 0 {
 			statuses[cs.Name] = st
 		} else {
