@@ -14,7 +14,6 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
 
@@ -23,7 +22,7 @@ import (
 
 // Import makes a single-layer image named name from a root filesystem
 // tarball (plain, gzip or zstd), like `docker import`.
-func (s *Store) Import(ctx context.Context, r io.Reader, name string) (_ *Image, retErr error) {
+func (s *Store) Import(ctx context.Context, r io.Reader, name string) (*Image, error) {
 	ref, err := Normalize(name)
 	if err != nil {
 		return nil, err
@@ -41,7 +40,8 @@ func (s *Store) Import(ctx context.Context, r io.Reader, name string) (_ *Image,
 	if err != nil {
 		return nil, fmt.Errorf("import %s: %w", ref, err)
 	}
-	// Spool the tarball: its digest names the layer, and is known only at the end.
+	// Spool the tarball: its digest names the layer in the config, and is
+	// known only at the end.
 	spool, err := os.CreateTemp(work.path, "layer-*.tar")
 	if err != nil {
 		return nil, fmt.Errorf("import %s: %w", ref, err)
@@ -54,31 +54,6 @@ func (s *Store) Import(ctx context.Context, r io.Reader, name string) (_ *Image,
 	}
 	diffID := "sha256:" + hex.EncodeToString(h.Sum(nil))
 
-	release := s.hold(diffID, "layer:"+diffID)
-	defer release()
-	var written []string // blobs this import created, removed again on failure
-	defer func() {
-		if retErr != nil {
-			for _, d := range written {
-				os.Remove(s.blobPath(d))
-			}
-		}
-	}()
-
-	if _, err := spool.Seek(0, io.SeekStart); err != nil {
-		return nil, fmt.Errorf("import %s: %w", ref, err)
-	}
-	if err := s.unpackLayer(ctx, bufio.NewReaderSize(spool, 1<<20), diffID, work, nil); err != nil {
-		return nil, fmt.Errorf("import %s: %w", ref, err)
-	}
-	created, err := s.putBlobFile(spool, diffID)
-	if err != nil {
-		return nil, fmt.Errorf("import %s: %w", ref, err)
-	}
-	if created {
-		written = append(written, diffID)
-	}
-
 	now := time.Now().UTC()
 	cfg := v1.ConfigFile{
 		Architecture: runtime.GOARCH,
@@ -88,49 +63,22 @@ func (s *Store) Import(ctx context.Context, r io.Reader, name string) (_ *Image,
 		RootFS:       v1.RootFS{Type: "layers", DiffIDs: []v1.Hash{mustHash(diffID)}},
 		History:      []v1.History{{Created: v1.Time{Time: now}, CreatedBy: "peapod image import", Comment: "Imported from tarball"}},
 	}
-	cfgData, err := json.Marshal(cfg)
+	rawConfig, err := json.Marshal(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("import %s: encode config: %w", ref, err)
 	}
-	cfgDigest := digestOf(cfgData)
-	manifest := v1.Manifest{
-		SchemaVersion: 2,
-		MediaType:     types.OCIManifestSchema1,
-		Config:        v1.Descriptor{MediaType: types.OCIConfigJSON, Size: int64(len(cfgData)), Digest: mustHash(cfgDigest)},
-		Layers:        []v1.Descriptor{{MediaType: types.OCIUncompressedLayer, Size: size, Digest: mustHash(diffID)}},
-	}
-	mfData, err := json.Marshal(manifest)
+	img, err := s.save(ctx, &source{
+		rawConfig: rawConfig,
+		layers: []layerSource{{digest: diffID, size: size, open: func() (io.ReadCloser, error) {
+			return os.Open(spool.Name())
+		}}},
+		tags: []string{ref},
+	})
 	if err != nil {
-		return nil, fmt.Errorf("import %s: encode manifest: %w", ref, err)
-	}
-	mfDigest := digestOf(mfData)
-	defer s.hold(cfgDigest, mfDigest)()
-	for _, b := range []struct {
-		digest string
-		data   []byte
-	}{{cfgDigest, cfgData}, {mfDigest, mfData}} {
-		created, err := s.putBlob(b.data, b.digest, work)
-		if err != nil {
-			return nil, fmt.Errorf("import %s: %w", ref, err)
-		}
-		if created {
-			written = append(written, b.digest)
-		}
-	}
-
-	rec := &record{
-		ID:       cfgDigest,
-		RepoTags: []string{ref},
-		Manifest: mfDigest,
-		Layers:   []layerDesc{{Digest: diffID, DiffID: diffID}},
-		Size:     size + int64(len(cfgData)) + int64(len(mfData)),
-		Created:  now,
-	}
-	if err := s.commit(rec); err != nil {
 		return nil, fmt.Errorf("import %s: %w", ref, err)
 	}
-	log.FromContext(ctx).Info("imported image", "image", ref, "id", cfgDigest, "size", rec.Size)
-	return s.Resolve(cfgDigest)
+	log.FromContext(ctx).Info("imported image", "image", ref, "id", img.ID, "size", img.Size)
+	return img, nil
 }
 
 // decompress returns the tar stream of r, which may be gzip or zstd compressed.
