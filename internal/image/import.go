@@ -40,6 +40,7 @@ func (s *Store) Import(ctx context.Context, r io.Reader, name string) (*Image, e
 	if err != nil {
 		return nil, fmt.Errorf("import %s: %w", ref, err)
 	}
+	defer tr.Close()
 	// Spool the tarball: its digest names the layer in the config, and is
 	// known only at the end.
 	spool, err := os.CreateTemp(work.path, "layer-*.tar")
@@ -81,8 +82,9 @@ func (s *Store) Import(ctx context.Context, r io.Reader, name string) (*Image, e
 	return img, nil
 }
 
-// decompress returns the tar stream of r, which may be gzip or zstd compressed.
-func decompress(r io.Reader) (io.Reader, error) {
+// decompress returns the tar stream of r, which may be gzip or zstd
+// compressed. Closing it frees the decompressor (not r).
+func decompress(r io.Reader) (io.ReadCloser, error) {
 	br := bufio.NewReaderSize(r, 1<<20)
 	magic, err := br.Peek(4)
 	if err != nil && err != io.EOF {
@@ -102,7 +104,7 @@ func decompress(r io.Reader) (io.Reader, error) {
 		}
 		return zr.IOReadCloser(), nil
 	}
-	return br, nil
+	return io.NopCloser(br), nil
 }
 
 func digestOf(data []byte) string {

@@ -40,6 +40,7 @@ func (s *Store) Load(ctx context.Context, r io.Reader) ([]*Image, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load: %w", err)
 	}
+	defer tr.Close()
 	archive := filepath.Join(work.path, "archive.tar")
 	f, err := os.Create(archive)
 	if err != nil {

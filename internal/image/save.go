@@ -216,6 +216,7 @@ func (s *Store) fetchLayer(ctx context.Context, l layerSource, progress func(Pro
 		if err != nil {
 			return 0, fmt.Errorf("fetch layer %s: %w", l.digest, err)
 		}
+		defer tr.Close()
 		if err := s.unpackLayer(ctx, tr, l.diffID, work, verify); err != nil {
 			return 0, fmt.Errorf("fetch layer %s: %w", l.digest, err)
 		}
