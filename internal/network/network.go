@@ -88,6 +88,7 @@ type Manager struct {
 	list     *libcni.NetworkConfigList
 	lo       *libcni.NetworkConfigList
 	confFile string
+	ipamDir  string
 }
 
 // New loads the network configuration from cfg.ConfDir, writing the default
@@ -119,6 +120,7 @@ func New(cfg Config) (*Manager, error) {
 		list:     list,
 		lo:       lo,
 		confFile: file,
+		ipamDir:  cfg.IPAMDir,
 	}
 	if err := m.Status(); err != nil {
 		return nil, err
@@ -231,6 +233,13 @@ func (m *Manager) Teardown(ctx context.Context, id, netnsPath string, o PodNetwo
 
 func (m *Manager) teardown(ctx context.Context, id, netnsPath string, o PodNetwork, gone bool) error {
 	rt := m.runtimeConf(id, netnsPath, ifName, o, true)
+	if len(o.PortMappings) == 0 {
+		caps, err := m.cachedCapabilities(rt)
+		if err != nil {
+			return err
+		}
+		rt.CapabilityArgs = caps
+	}
 	var cached []net.IP
 	if gone {
 		if r, err := m.cni.GetNetworkListCachedResult(m.list, rt); err == nil && r != nil {
@@ -246,6 +255,26 @@ func (m *Manager) teardown(ctx context.Context, id, netnsPath string, o PodNetwo
 		return m.removeMasquerade(ctx, id, cached)
 	}
 	return nil
+}
+
+// placeholderPorts stands for port mappings nobody recorded. The portmap
+// plugin skips DEL when given none, but removes its rules by sandbox id, so
+// any mapping makes it clean up.
+var placeholderPorts = []map[string]any{{"hostPort": 1, "containerPort": 1, "protocol": "tcp"}}
+
+// cachedCapabilities returns the capability arguments (port mappings) ADD
+// was given, from libcni's cache, for a DEL whose caller does not know them
+// (recovery, GC). Without a cache entry ADD may have died half-way, so DEL
+// gets placeholder mappings to be safe.
+func (m *Manager) cachedCapabilities(rt *libcni.RuntimeConf) (map[string]any, error) {
+	_, cached, err := m.cni.GetNetworkListCachedConfig(m.list, rt)
+	if err != nil {
+		return nil, fmt.Errorf("read libcni cache: %w", err)
+	}
+	if cached == nil {
+		return map[string]any{capPortMap: placeholderPorts}, nil
+	}
+	return cached.CapabilityArgs, nil
 }
 
 func (m *Manager) runtimeConf(id, netnsPath, ifname string, o PodNetwork, withPorts bool) *libcni.RuntimeConf {

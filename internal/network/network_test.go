@@ -546,3 +546,65 @@ func TestStatusNoticesMissingPlugin(t *testing.T) {
 		t.Fatalf("Status without portmap = %v", err)
 	}
 }
+
+func TestGCReleasesUnknownSandboxes(t *testing.T) {
+	e := newEnv(t, "ppnetg0", "10.200.38.0/24")
+	m, err := New(e.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	keep, lost, crashed := uniqueID("pptest-keep"), uniqueID("pptest-lost"), uniqueID("pptest-crash")
+	paths := map[string]string{}
+	for _, id := range []string{keep, lost, crashed} {
+		p, err := netns.New(e.nsDir, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer netns.Remove(p)
+		if _, err := m.Setup(ctx, id, p, PodNetwork{Name: id, Namespace: "default", UID: id,
+			PortMappings: []PortMapping{{HostPort: 38473, ContainerPort: 80, HostIP: "127.0.0.2"}}}); err != nil {
+			if id != keep {
+				t.Fatal(err)
+			}
+		}
+		defer m.Teardown(ctx, id, p, PodNetwork{})
+		paths[id] = p
+	}
+	// As after a reboot: the pins are gone; for "crashed" the daemon died
+	// before libcni cached the result, so only the lease tells.
+	for _, id := range []string{lost, crashed} {
+		if err := netns.Remove(paths[id]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	files, _ := filepath.Glob(filepath.Join(e.cfg.CacheDir, "results", "*"+crashed+"*"))
+	if len(files) != 2 {
+		t.Fatalf("cache files of %s: %v, want eth0 and lo", crashed, files)
+	}
+	for _, f := range files {
+		if err := os.Remove(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	if err := m.GC(ctx, func(id string) bool { return id == keep }); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{lost, crashed} {
+		if r := natRulesFor(t, id); len(r) > 0 {
+			t.Errorf("nat rules left for %s: %v", id, r)
+		}
+	}
+	if l := leases(t, e.cfg); len(l) != 1 {
+		t.Errorf("leases after GC: %v, want only the kept sandbox's", l)
+	}
+	if len(natRulesFor(t, keep)) == 0 {
+		t.Error("GC removed the kept sandbox's rules")
+	}
+	if err := m.Teardown(ctx, keep, paths[keep], PodNetwork{}); err != nil {
+		t.Fatal(err)
+	}
+	waitNoPorts(t, e.bridge)
+	checkClean(t, e, keep, lost, crashed)
+}
