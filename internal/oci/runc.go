@@ -3,7 +3,7 @@
 // Like containerd's go-runc, it runs runc with --root and --log-format json so
 // that runc's own error message can be returned to the caller; when the
 // caller's stdio is handed to the container (create, exec) runc's log goes to a
-// temporary file per call instead of stderr.
+// file per call instead of stderr.
 package oci
 
 import (
@@ -88,19 +88,32 @@ func (r *Runc) Create(ctx context.Context, id, bundle string, o CreateOpts) erro
 		args = append(args, "--console-socket", o.ConsoleSocket)
 	}
 	args = append(args, id)
-	return r.runLogged(ctx, args, func(cmd *exec.Cmd) {
-		// Assigning a nil *os.File to an io.Reader/Writer field would make it
-		// non-nil, so only set what was given.
-		if o.Stdin != nil {
-			cmd.Stdin = o.Stdin
+	// runc's log goes to the bundle, not to stderr, which is the
+	// container's. Kept there if we die mid-call, it goes with the bundle.
+	if fi, err := os.Stat(bundle); err != nil || !fi.IsDir() {
+		if err == nil {
+			err = syscall.ENOTDIR
 		}
-		if o.Stdout != nil {
-			cmd.Stdout = o.Stdout
-		}
-		if o.Stderr != nil {
-			cmd.Stderr = o.Stderr
-		}
-	})
+		return fmt.Errorf("runc create %s: bundle: %w", id, err)
+	}
+	logFile := filepath.Join(bundle, "runc-create.log")
+	defer os.Remove(logFile)
+	cmd := r.command(logFile, args...)
+	// Assigning a nil *os.File to an io.Reader/Writer field would make it
+	// non-nil, so only set what was given.
+	if o.Stdin != nil {
+		cmd.Stdin = o.Stdin
+	}
+	if o.Stdout != nil {
+		cmd.Stdout = o.Stdout
+	}
+	if o.Stderr != nil {
+		cmd.Stderr = o.Stderr
+	}
+	if err := runWithContext(ctx, cmd); err != nil {
+		return wrapRuncError("runc "+strings.Join(args, " "), readLogErrors(logFile), err)
+	}
+	return nil
 }
 
 // Start runs `runc start`: the created container executes its process.
@@ -325,25 +338,6 @@ func (r *Runc) run(ctx context.Context, stdin io.Reader, args ...string) ([]byte
 		return nil, wrapRuncError("runc "+strings.Join(args, " "), logErrors(stderr.Bytes()), err)
 	}
 	return stdout.Bytes(), nil
-}
-
-// runLogged runs a runc command whose stdio belongs to the container, with
-// runc's log in a temporary file.
-func (r *Runc) runLogged(ctx context.Context, args []string, setup func(*exec.Cmd)) error {
-	f, err := os.CreateTemp("", "peapod-runc-log-")
-	if err != nil {
-		return fmt.Errorf("runc %s: %w", args[0], err)
-	}
-	logFile := f.Name()
-	f.Close()
-	defer os.Remove(logFile)
-
-	cmd := r.command(logFile, args...)
-	setup(cmd)
-	if err := runWithContext(ctx, cmd); err != nil {
-		return wrapRuncError("runc "+strings.Join(args, " "), readLogErrors(logFile), err)
-	}
-	return nil
 }
 
 // runWithContext runs cmd and kills runc when ctx ends first.

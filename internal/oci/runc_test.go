@@ -344,6 +344,11 @@ func TestCreateErrors(t *testing.T) {
 		t.Fatalf("state after a failed create: %v, want ErrNotExist", err)
 	}
 
+	missing := filepath.Join(t.TempDir(), "missing")
+	if err := r.Create(ctx, id, missing, CreateOpts{}); !errors.Is(err, os.ErrNotExist) || !strings.Contains(err.Error(), "bundle") {
+		t.Fatalf("create from a missing bundle: %v", err)
+	}
+
 	bundle := newBundle(t, id, "no-such-binary")
 	err = r.Create(ctx, id, bundle, CreateOpts{})
 	if err == nil || !strings.Contains(err.Error(), "no-such-binary") {
