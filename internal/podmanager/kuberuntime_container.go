@@ -74,6 +74,9 @@ func (m *Manager) startContainer(ctx context.Context, sandboxID string, sandboxC
 		restartCount = m.restartCountFromLogDir(pod, c.Name)
 	}
 	config, err := m.generateContainerConfig(ctx, c, pod, restartCount, podIPs, imageRef, spec.containerType, vols)
+	if err == nil && spec.containerType == containerTypeEphemeral {
+		err = m.setEphemeralTarget(config, pod, c.Name, podStatus)
+	}
 	if err != nil {
 		m.recordContainerEvent(ctx, pod, c.Name, corev1.EventTypeWarning, eventFailed, "Error: "+err.Error())
 		return err.Error(), ErrCreateContainerConfig
@@ -704,4 +707,26 @@ func (m *Manager) containerLogPath(pod *corev1.Pod, cs *containerStatus) string 
 // it again is done.
 func isNotFound(err error) bool {
 	return grpcstatus.Code(err) == codes.NotFound
+}
+
+// setEphemeralTarget puts an ephemeral container with a targetContainerName in
+// the target's PID namespace (when the pod does not share one already).
+func (m *Manager) setEphemeralTarget(config *runtimeapi.ContainerConfig, pod *corev1.Pod, name string, podStatus *runtimePodStatus) error {
+	var target string
+	for i := range pod.Spec.EphemeralContainers {
+		if pod.Spec.EphemeralContainers[i].Name == name {
+			target = pod.Spec.EphemeralContainers[i].TargetContainerName
+		}
+	}
+	ns := config.GetLinux().GetSecurityContext().GetNamespaceOptions()
+	if target == "" || ns == nil || ns.Pid != runtimeapi.NamespaceMode_CONTAINER {
+		return nil
+	}
+	cs := podStatus.FindContainerStatusByName(target)
+	if cs == nil || cs.State != runtimeapi.ContainerState_CONTAINER_RUNNING {
+		return fmt.Errorf("target container %q is not running", target)
+	}
+	ns.Pid = runtimeapi.NamespaceMode_TARGET
+	ns.TargetId = cs.ID
+	return nil
 }

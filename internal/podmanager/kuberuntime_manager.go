@@ -48,6 +48,8 @@ type podActions struct {
 	InitContainersToStart []int
 	// ContainersToStart are indexes into pod.Spec.Containers.
 	ContainersToStart []int
+	// EphemeralContainersToStart are indexes into pod.Spec.EphemeralContainers.
+	EphemeralContainersToStart []int
 	// ContainersToKill are running containers to stop (unknown state, changed spec).
 	ContainersToKill []containerToKill
 }
@@ -69,6 +71,9 @@ func shouldContainerBeRestarted(c *corev1.Container, pod *corev1.Pod, podStatus 
 	cs := podStatus.FindContainerStatusByName(c.Name)
 	if cs == nil {
 		return true
+	}
+	if isEphemeralContainer(pod, c.Name) {
+		return false
 	}
 	switch cs.State {
 	case runtimeapi.ContainerState_CONTAINER_RUNNING:
@@ -233,6 +238,14 @@ func (m *Manager) computePodActions(pod *corev1.Pod, podStatus *runtimePodStatus
 		}
 		changes.ContainersToStart = toStart
 		return changes
+	}
+
+	// Ephemeral containers start even before initialization is done, once, and
+	// are never restarted.
+	for i := range pod.Spec.EphemeralContainers {
+		if podStatus.FindContainerStatusByName(pod.Spec.EphemeralContainers[i].Name) == nil {
+			changes.EphemeralContainersToStart = append(changes.EphemeralContainersToStart, i)
+		}
 	}
 
 	// Initialization first: app containers wait for the init containers.
@@ -422,6 +435,9 @@ func (m *Manager) applyPodActions(ctx context.Context, pod *corev1.Pod, podStatu
 		}
 		m.reasonCache.remove(pod.UID, c.Name)
 	}
+	for _, i := range changes.EphemeralContainersToStart {
+		start((*corev1.Container)(&pod.Spec.EphemeralContainers[i].EphemeralContainerCommon), containerTypeEphemeral)
+	}
 	for _, i := range changes.InitContainersToStart {
 		c := &pod.Spec.InitContainers[i]
 		start(c, containerTypeInit)
@@ -451,6 +467,13 @@ func (m *Manager) doBackOff(ctx context.Context, pod *corev1.Pod, c *corev1.Cont
 	}
 	ts := cs.FinishedAt
 	key := backOffKey(pod, c)
+	if m.backOff.Get(key) == 0 && cs.RestartCount > 0 && !cs.StartedAt.IsZero() && cs.FinishedAt.Sub(cs.StartedAt) <= 2*maxBackOffPeriod {
+		// The daemon restarted: rebuild the back-off the restarts earned
+		// (10 s after the first restart, doubling to the cap).
+		for i := 0; i < min(cs.RestartCount, 6); i++ {
+			m.backOff.Next(key, ts)
+		}
+	}
 	if m.backOff.IsInBackOffSince(key, ts) {
 		m.recordContainerEvent(ctx, pod, c.Name, corev1.EventTypeWarning, eventBackOff,
 			fmt.Sprintf("Back-off restarting failed container %s in pod %s", c.Name, podDesc(pod)))
@@ -666,4 +689,13 @@ func (m *Manager) failPastDeadline(ctx context.Context, pod *corev1.Pod, podStat
 	s := m.generateAPIPodStatus(pod, st, true)
 	s.Phase, s.Reason, s.Message = corev1.PodFailed, "DeadlineExceeded", msg
 	return m.status.setPodStatus(ctx, pod, s)
+}
+
+func isEphemeralContainer(pod *corev1.Pod, name string) bool {
+	for i := range pod.Spec.EphemeralContainers {
+		if pod.Spec.EphemeralContainers[i].Name == name {
+			return true
+		}
+	}
+	return false
 }

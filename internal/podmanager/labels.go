@@ -27,6 +27,7 @@ const (
 	annotationContainerPreStopHandler   = "io.kubernetes.container.preStopHandler"
 	containerTypeInit                   = "INIT"
 	containerTypeRegular                = "REGULAR"
+	containerTypeEphemeral              = "EPHEMERAL"
 )
 
 // newPodLabels: the pod's labels plus the pod's identity (newPodLabels).

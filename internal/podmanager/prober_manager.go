@@ -278,19 +278,23 @@ func (w *probeWorker) doProbe(ctx context.Context) bool {
 		return true // not created yet
 	}
 	id := trimContainerID(c.ContainerID)
+	// Lock order: proberManager.mu before probeWorker.mu; never call into the
+	// manager while holding w.mu.
 	w.mu.Lock()
-	if w.containerID != id {
-		if w.containerID != "" {
-			w.pm.remove(w.t, w.containerID)
-		}
+	oldID := w.containerID
+	newContainer := oldID != id
+	if newContainer {
 		w.containerID = id
-		w.mu.Unlock()
-		w.pm.set(w.t, id, w.initialValue, w.pod.UID)
-		w.mu.Lock()
 		w.onHold = false
 	}
 	onHold := w.onHold
 	w.mu.Unlock()
+	if newContainer {
+		if oldID != "" {
+			w.pm.remove(w.t, oldID)
+		}
+		w.pm.set(w.t, id, w.initialValue, w.pod.UID)
+	}
 	if onHold {
 		return true
 	}

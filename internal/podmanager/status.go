@@ -190,6 +190,13 @@ func (m *Manager) generateAPIPodStatus(pod *corev1.Pod, podStatus *runtimePodSta
 	}
 	s.InitContainerStatuses = m.convertToAPIContainerStatuses(pod, podStatus, old.InitContainerStatuses, pod.Spec.InitContainers, false, true)
 	s.ContainerStatuses = m.convertToAPIContainerStatuses(pod, podStatus, old.ContainerStatuses, pod.Spec.Containers, len(pod.Spec.InitContainers) > 0, false)
+	if len(pod.Spec.EphemeralContainers) > 0 {
+		ephemeral := make([]corev1.Container, len(pod.Spec.EphemeralContainers))
+		for i := range pod.Spec.EphemeralContainers {
+			ephemeral[i] = corev1.Container(pod.Spec.EphemeralContainers[i].EphemeralContainerCommon)
+		}
+		s.EphemeralContainerStatuses = m.convertToAPIContainerStatuses(pod, podStatus, old.EphemeralContainerStatuses, ephemeral, false, false)
+	}
 	m.probes.updatePodStatus(pod, &s)
 
 	all := append(append([]corev1.ContainerStatus{}, s.ContainerStatuses...), s.InitContainerStatuses...)
