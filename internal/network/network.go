@@ -134,8 +134,14 @@ func (m *Manager) Status() error {
 	var missing []string
 	for _, l := range []*libcni.NetworkConfigList{m.lo, m.list} {
 		for _, p := range l.Plugins {
-			if _, err := invoke.FindInPath(p.Network.Type, m.dirs); err != nil && !slices.Contains(missing, p.Network.Type) {
-				missing = append(missing, p.Network.Type)
+			// A plugin's IPAM plugin (host-local) is a binary of its own.
+			for _, typ := range []string{p.Network.Type, p.Network.IPAM.Type} {
+				if typ == "" || slices.Contains(missing, typ) {
+					continue
+				}
+				if _, err := invoke.FindInPath(typ, m.dirs); err != nil {
+					missing = append(missing, typ)
+				}
 			}
 		}
 	}

@@ -404,7 +404,7 @@ func TestNewMissingPlugin(t *testing.T) {
 	if !errors.Is(err, ErrPluginNotFound) {
 		t.Fatalf("New = %v, want ErrPluginNotFound", err)
 	}
-	for _, want := range []string{"bridge", "portmap", "loopback", DebianPackage} {
+	for _, want := range []string{"bridge", "host-local", "portmap", "loopback", DebianPackage} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not name %s", err, want)
 		}
@@ -539,11 +539,13 @@ func TestStatusNoticesMissingPlugin(t *testing.T) {
 	if err := m.Status(); err != nil {
 		t.Fatalf("Status = %v", err)
 	}
-	if err := os.Remove(filepath.Join(pdir, "portmap")); err != nil {
-		t.Fatal(err)
-	}
-	if err := m.Status(); !errors.Is(err, ErrPluginNotFound) || !strings.Contains(err.Error(), "portmap") {
-		t.Fatalf("Status without portmap = %v", err)
+	for _, p := range []string{"portmap", "host-local"} {
+		if err := os.Remove(filepath.Join(pdir, p)); err != nil {
+			t.Fatal(err)
+		}
+		if err := m.Status(); !errors.Is(err, ErrPluginNotFound) || !strings.Contains(err.Error(), p) {
+			t.Fatalf("Status without %s = %v", p, err)
+		}
 	}
 }
 
