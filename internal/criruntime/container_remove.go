@@ -37,6 +37,9 @@ func (s *Service) removeContainer(ctx context.Context, id string) error {
 			return fmt.Errorf("stop container before removal: %w", err)
 		}
 	}
+	if err := s.waitDeleted(ctx, id); err != nil {
+		return fmt.Errorf("wait for container %s to be deleted: %w", id, err)
+	}
 	if err := s.cfg.Runc.Delete(ctx, id, true); err != nil {
 		return fmt.Errorf("delete container %s: %w", id, err)
 	}
@@ -64,6 +67,7 @@ func (s *Service) forgetContainer(id, name string) error {
 	}
 	delete(s.containers, id)
 	delete(s.exited, id)
+	delete(s.deleted, id)
 	s.cpuRate.forget(id)
 	if s.names[name] == id {
 		delete(s.names, name)

@@ -97,12 +97,41 @@ func (s *Service) handleExit(ctx context.Context, id string) {
 		s.emit(id, rec.SandboxID, runtimeapi.ContainerEventType_CONTAINER_STOPPED_EVENT)
 		log.Info("container exited", "exitCode", code, "reason", reason)
 	}
+	// StopContainer returns now; RemoveContainer waits for the delete.
+	deleted := s.deletedCh(id)
+	s.closeExited(id)
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 	defer cancel()
 	if err := s.cfg.Runc.Delete(cctx, id, true); err != nil {
 		log.Error("delete exited container", "error", err)
 	}
-	s.closeExited(id)
+	close(deleted)
+}
+
+// deletedCh returns a new channel for the runc delete that follows an exit;
+// waitDeleted waits for it.
+func (s *Service) deletedCh(id string) chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ch := make(chan struct{})
+	s.deleted[id] = ch
+	return ch
+}
+
+// waitDeleted waits for a runc delete started by handleExit, if any.
+func (s *Service) waitDeleted(ctx context.Context, id string) error {
+	s.mu.RLock()
+	ch := s.deleted[id]
+	s.mu.RUnlock()
+	if ch == nil {
+		return nil
+	}
+	select {
+	case <-ch:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // closeExited signals that the container's exit is recorded.

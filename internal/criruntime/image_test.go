@@ -11,7 +11,7 @@ import (
 
 // busyboxRootfs is a root filesystem tarball around the host's
 // busybox-static with a link per applet, /etc/passwd and /etc/group.
-func busyboxRootfs(t *testing.T) []byte {
+func busyboxRootfs(t testing.TB) []byte {
 	t.Helper()
 	bbPath := testimageBinary(t)
 	bb, err := os.ReadFile(bbPath)
@@ -55,7 +55,7 @@ func busyboxRootfs(t *testing.T) []byte {
 	return buf.Bytes()
 }
 
-func testimageBinary(t *testing.T) string {
+func testimageBinary(t testing.TB) string {
 	t.Helper()
 	for _, p := range []string{"/bin/busybox", "/usr/bin/busybox"} {
 		if _, err := os.Stat(p); err == nil {

@@ -73,7 +73,7 @@ func buildBinaries() (string, error) {
 
 // env is one runtime on a temporary root.
 type env struct {
-	t            *testing.T
+	t            testing.TB
 	dirs         dirs.Dirs
 	cfg          criruntime.Config
 	svc          *criruntime.Service
@@ -98,7 +98,7 @@ func withPluginDirs(d ...string) envOption {
 	}
 }
 
-func newEnv(t *testing.T, opts ...envOption) *env {
+func newEnv(t testing.TB, opts ...envOption) *env {
 	t.Helper()
 	testimage.RequireRoot(t)
 	runc := testimage.RequireBinary(t, "runc", "runc")
@@ -259,7 +259,7 @@ func (e *env) checkClean() {
 	}
 }
 
-type testWriter struct{ t *testing.T }
+type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimSuffix(string(p), "\n"))

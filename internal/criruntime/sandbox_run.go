@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -37,6 +38,9 @@ func (s *Service) RunPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandb
 }
 
 func (s *Service) runPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandboxRequest) (_ string, retErr error) {
+	start := s.clock.Now()
+	var netTime time.Duration
+	var waitNetwork func() netResult // nil without a pod network
 	config := req.GetConfig()
 	if err := validateSandboxConfig(config); err != nil {
 		return "", err
@@ -104,11 +108,26 @@ func (s *Service) runPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandb
 				}
 			}
 		}()
+		// CNI ADD runs while runc creates the pause container (both only
+		// need the pinned netns); pause starts once the network is ready.
 		pn := podNetwork(config)
-		// The teardown is deferred before Setup: a plugin that fails part-way
-		// may have allocated an address or created a veth already.
+		netDone := make(chan netResult, 1)
+		netStart := s.clock.Now()
+		go func() {
+			res, err := s.cfg.Network.Setup(ctx, id, path, pn)
+			netDone <- netResult{res: res, err: err, took: s.clock.Since(netStart)}
+		}()
+		var once sync.Once
+		var nr netResult
+		waitNetwork = func() netResult {
+			once.Do(func() { nr = <-netDone })
+			return nr
+		}
+		// The teardown is deferred whatever Setup returns: a plugin that
+		// fails part-way may have allocated an address or made a veth.
 		defer func() {
 			if retErr != nil {
+				waitNetwork()
 				cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 				defer cancel()
 				if err := s.cfg.Network.Teardown(cctx, id, path, pn); err != nil {
@@ -116,17 +135,6 @@ func (s *Service) runPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandb
 				}
 			}
 		}()
-		res, err := s.cfg.Network.Setup(ctx, id, path, pn)
-		if err != nil {
-			return "", fmt.Errorf("set up pod network: %w", err)
-		}
-		for _, ip := range res.IPs {
-			rec.IPs = append(rec.IPs, ip.String())
-		}
-		rec.NetworkReady = true
-	}
-	if err := writeHosts(filepath.Join(dir, "hosts"), config.GetHostname(), rec.IPs); err != nil {
-		return "", err
 	}
 
 	// /dev/shm shared by the pod's containers, as containerd does.
@@ -164,8 +172,24 @@ func (s *Service) runPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandb
 			}
 		}
 	}()
+	runcStart := s.clock.Now()
 	if err := s.cfg.Runc.Create(ctx, id, dir, oci.CreateOpts{PidFile: pidFile, Stdin: devnull, Stdout: devnull, Stderr: devnull}); err != nil {
 		return "", fmt.Errorf("create pause container: %w", err)
+	}
+	runcTime := s.clock.Since(runcStart)
+	if waitNetwork != nil {
+		nr := waitNetwork()
+		netTime = nr.took
+		if nr.err != nil {
+			return "", fmt.Errorf("set up pod network: %w", nr.err)
+		}
+		for _, ip := range nr.res.IPs {
+			rec.IPs = append(rec.IPs, ip.String())
+		}
+		rec.NetworkReady = true
+	}
+	if err := writeHosts(filepath.Join(dir, "hosts"), config.GetHostname(), rec.IPs); err != nil {
+		return "", err
 	}
 	if err := s.cfg.Runc.Start(ctx, id); err != nil {
 		return "", fmt.Errorf("start pause container: %w", err)
@@ -192,8 +216,16 @@ func (s *Service) runPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandb
 	}
 	s.emit(id, id, runtimeapi.ContainerEventType_CONTAINER_CREATED_EVENT)
 	s.emit(id, id, runtimeapi.ContainerEventType_CONTAINER_STARTED_EVENT)
-	log.Info("pod sandbox running", "pid", pid, "ips", rec.IPs)
+	log.Info("pod sandbox running", "pid", pid, "ips", rec.IPs,
+		"took", s.clock.Since(start), "network", netTime, "runc", runcTime)
 	return id, nil
+}
+
+// netResult is the outcome of the CNI setup running beside runc create.
+type netResult struct {
+	res  *network.Result
+	err  error
+	took time.Duration
 }
 
 func validateSandboxConfig(c *runtimeapi.PodSandboxConfig) error {
@@ -306,6 +338,18 @@ func (s *Service) sandboxSpec(rec *sandboxRecord) (*specs.Spec, error) {
 	spec.Process.NoNewPrivileges = true
 	// pause needs no capability: it sleeps, and reaps its own children.
 	spec.Process.Capabilities = &specs.LinuxCapabilities{}
+	if sc := config.GetLinux().GetSecurityContext(); sc != nil {
+		// The sandbox's identity, as containerd gives pause.
+		if u := sc.GetRunAsUser(); u != nil {
+			spec.Process.User.UID = uint32(u.GetValue())
+		}
+		if g := sc.GetRunAsGroup(); g != nil {
+			spec.Process.User.GID = uint32(g.GetValue())
+		}
+		for _, g := range sc.GetSupplementalGroups() {
+			spec.Process.User.AdditionalGids = append(spec.Process.User.AdditionalGids, uint32(g))
+		}
+	}
 	adj := oci.ClampOOMScoreAdj(defaultSandboxOOMAdj)
 	spec.Process.OOMScoreAdj = &adj
 	if spec.Linux == nil {

@@ -4,8 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"syscall"
+	"sync"
 
+	"golang.org/x/sys/unix"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/peapod-dev/peapod/internal/netns"
@@ -38,30 +39,50 @@ func (s *Service) stopPodSandbox(ctx context.Context, id string) error {
 	}
 	log := s.logger(ctx).With("podsandboxid", id)
 
-	var errs []error
-	for _, c := range s.sandboxContainers(id) {
-		if err := s.killSandboxContainer(ctx, c.ID); err != nil {
-			errs = append(errs, err)
-		}
+	// The containers are killed together, then pause.
+	ctrs := s.sandboxContainers(id)
+	errs := make([]error, len(ctrs))
+	var wg sync.WaitGroup
+	for i, c := range ctrs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = s.killSandboxContainer(ctx, c.ID)
+		}()
 	}
-	if len(errs) > 0 {
-		return fmt.Errorf("stop containers of sandbox: %w", errors.Join(errs...))
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("stop containers of sandbox: %w", err)
 	}
-
 	if err := s.stopPause(ctx, &sb); err != nil {
 		return err
 	}
-	if err := s.updateSandbox(id, func(r *sandboxRecord) { r.State = runtimeapi.PodSandboxState_SANDBOX_NOTREADY }); err != nil {
-		return err
-	}
 
+	// runc delete (which frees the pause cgroup) and CNI DEL run together.
+	var deleteErr, teardownErr error
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := s.cfg.Runc.Delete(ctx, id, true); err != nil {
+			deleteErr = fmt.Errorf("delete pause container: %w", err)
+		}
+	}()
 	if sb.NetworkReady {
 		if err := s.cfg.Network.Teardown(ctx, id, sb.NetNSPath, podNetwork(sb.Config)); err != nil {
-			return fmt.Errorf("tear down pod network: %w", err)
+			teardownErr = fmt.Errorf("tear down pod network: %w", err)
 		}
-		if err := s.updateSandbox(id, func(r *sandboxRecord) { r.NetworkReady = false }); err != nil {
-			return err
+	}
+	wg.Wait()
+	if err := s.updateSandbox(id, func(r *sandboxRecord) {
+		r.State = runtimeapi.PodSandboxState_SANDBOX_NOTREADY
+		if teardownErr == nil {
+			r.NetworkReady = false
 		}
+	}); err != nil {
+		return err
+	}
+	if err := errors.Join(deleteErr, teardownErr); err != nil {
+		return err
 	}
 	if sb.NetNSPath != "" {
 		if err := netns.Remove(sb.NetNSPath); err != nil {
@@ -91,16 +112,32 @@ func (s *Service) killSandboxContainer(ctx context.Context, id string) error {
 // stopPause kills the pause process, waits for it to be gone and deletes the
 // runc container (which frees its cgroup).
 func (s *Service) stopPause(ctx context.Context, sb *sandboxRecord) error {
-	if processAlive(sb.Pid, sb.PidStartTime) {
-		if err := s.signal(ctx, sb.ID, syscall.SIGKILL, false); err != nil {
-			return fmt.Errorf("kill pause: %w", err)
-		}
-		if err := waitProcessGone(ctx, sb.Pid, sb.PidStartTime); err != nil {
-			return fmt.Errorf("wait for pause to exit: %w", err)
-		}
+	// pause is signalled directly through a pidfd (checked by start time),
+	// which saves running runc kill.
+	if err := killProcess(sb.Pid, sb.PidStartTime, unix.SIGKILL); err != nil {
+		return fmt.Errorf("kill pause: %w", err)
 	}
-	if err := s.cfg.Runc.Delete(ctx, sb.ID, true); err != nil {
-		return fmt.Errorf("delete pause container: %w", err)
+	if err := waitProcessGone(ctx, sb.Pid, sb.PidStartTime); err != nil {
+		return fmt.Errorf("wait for pause to exit: %w", err)
+	}
+	return nil
+}
+
+// killProcess sends sig to the process (pid, startTime) if it still runs.
+func killProcess(pid int, startTime uint64, sig unix.Signal) error {
+	fd, err := unix.PidfdOpen(pid, 0)
+	if errors.Is(err, unix.ESRCH) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("open pidfd of %d: %w", pid, err)
+	}
+	defer unix.Close(fd)
+	if !processAlive(pid, startTime) {
+		return nil // gone, or the PID now belongs to another process
+	}
+	if err := unix.PidfdSendSignal(fd, sig, nil, 0); err != nil && !errors.Is(err, unix.ESRCH) {
+		return fmt.Errorf("signal %d: %w", pid, err)
 	}
 	return nil
 }

@@ -79,6 +79,8 @@ type Service struct {
 	names      map[string]string // reserved name -> ID
 	// exited is closed once a container's exit has been recorded.
 	exited map[string]chan struct{}
+	// deleted is closed once the runc delete after an exit is done.
+	deleted map[string]chan struct{}
 
 	// ops serializes the lifecycle calls on one sandbox or container.
 	ops keyedMutex
@@ -141,6 +143,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		containers:  map[string]*containerRecord{},
 		names:       map[string]string{},
 		exited:      map[string]chan struct{}{},
+		deleted:     map[string]chan struct{}{},
 		subscribers: map[chan *runtimeapi.ContainerEventResponse]struct{}{},
 		ctx:         plog.WithLogger(sctx, cfg.Logger),
 		cancel:      cancel,
