@@ -19,6 +19,16 @@ import (
 // for the API server.
 var ErrLogsUnavailable = errors.New("logs unavailable")
 
+// logsUnavailable is an error that is ErrLogsUnavailable with the kubelet's message.
+type logsUnavailable struct{ msg string }
+
+func (e *logsUnavailable) Error() string        { return e.msg }
+func (e *logsUnavailable) Is(target error) bool { return target == ErrLogsUnavailable }
+
+func unavailable(format string, args ...any) error {
+	return &logsUnavailable{msg: fmt.Sprintf(format, args...)}
+}
+
 // StreamLogs writes a container's log to w as `kubectl logs` asks
 // (follow, previous, tail, since, timestamps, limitBytes, stream). It picks the
 // container from the pod's status as the kubelet's validateContainerLogStatus
@@ -42,7 +52,7 @@ func (m *Manager) StreamLogs(ctx context.Context, pod *corev1.Pod, opts *corev1.
 	cs := toContainerStatus(resp.GetStatus())
 	path := m.containerLogPath(pod, cs)
 	if path == "" {
-		return fmt.Errorf("container %q in pod %q has no log file: %w", name, pod.Name, ErrLogsUnavailable)
+		return unavailable("container %q in pod %q has no log file", name, pod.Name)
 	}
 
 	o := crilog.ReadOptions{Follow: opts.Follow, Tail: -1, Timestamps: opts.Timestamps}
@@ -89,7 +99,7 @@ func logContainerName(pod *corev1.Pod, name string) (string, error) {
 				return name, nil
 			}
 		}
-		return "", fmt.Errorf("container %s is not valid for pod %s: %w", name, pod.Name, ErrLogsUnavailable)
+		return "", unavailable("container %s is not valid for pod %s", name, pod.Name)
 	}
 	if len(pod.Spec.Containers) == 1 {
 		return pod.Spec.Containers[0].Name, nil
@@ -98,7 +108,7 @@ func logContainerName(pod *corev1.Pod, name string) (string, error) {
 	for i := range pod.Spec.Containers {
 		names = append(names, pod.Spec.Containers[i].Name)
 	}
-	return "", fmt.Errorf("a container name must be specified for pod %s, choose one of: [%s]: %w", pod.Name, strings.Join(names, " "), ErrLogsUnavailable)
+	return "", unavailable("a container name must be specified for pod %s, choose one of: [%s]", pod.Name, strings.Join(names, " "))
 }
 
 // containerIDForLogs is the kubelet's validateContainerLogStatus: which attempt's
@@ -113,14 +123,14 @@ func containerIDForLogs(pod *corev1.Pod, name string, previous bool) (string, er
 		}
 	}
 	if status == nil {
-		return "", fmt.Errorf("container %q in pod %q is waiting to start - no logs yet: %w", name, pod.Name, ErrLogsUnavailable)
+		return "", unavailable("container %q in pod %q is waiting to start - no logs yet", name, pod.Name)
 	}
 	last := status.LastTerminationState.Terminated
 	var cid string
 	switch st := status.State; {
 	case previous:
 		if last == nil || last.ContainerID == "" {
-			return "", fmt.Errorf("previous terminated container %q in pod %q not found: %w", name, pod.Name, ErrLogsUnavailable)
+			return "", unavailable("previous terminated container %q in pod %q not found", name, pod.Name)
 		}
 		cid = last.ContainerID
 	case st.Running != nil:
@@ -131,23 +141,23 @@ func containerIDForLogs(pod *corev1.Pod, name string, previous bool) (string, er
 		} else if last != nil && last.ContainerID != "" {
 			cid = last.ContainerID
 		} else {
-			return "", fmt.Errorf("container %q in pod %q is terminated: %w", name, pod.Name, ErrLogsUnavailable)
+			return "", unavailable("container %q in pod %q is terminated", name, pod.Name)
 		}
 	case last != nil:
 		if last.ContainerID == "" {
-			return "", fmt.Errorf("container %q in pod %q is terminated: %w", name, pod.Name, ErrLogsUnavailable)
+			return "", unavailable("container %q in pod %q is terminated", name, pod.Name)
 		}
 		cid = last.ContainerID
 	case st.Waiting != nil:
 		switch st.Waiting.Reason {
 		case ErrImagePull.Error():
-			return "", fmt.Errorf("container %q in pod %q is waiting to start: image can't be pulled: %w", name, pod.Name, ErrLogsUnavailable)
+			return "", unavailable("container %q in pod %q is waiting to start: image can't be pulled", name, pod.Name)
 		case ErrImagePullBackOff.Error():
-			return "", fmt.Errorf("container %q in pod %q is waiting to start: trying and failing to pull image: %w", name, pod.Name, ErrLogsUnavailable)
+			return "", unavailable("container %q in pod %q is waiting to start: trying and failing to pull image", name, pod.Name)
 		}
-		return "", fmt.Errorf("container %q in pod %q is waiting to start: %s: %w", name, pod.Name, st.Waiting.Reason, ErrLogsUnavailable)
+		return "", unavailable("container %q in pod %q is waiting to start: %s", name, pod.Name, st.Waiting.Reason)
 	default:
-		return "", fmt.Errorf("container %q in pod %q is waiting to start - no logs yet: %w", name, pod.Name, ErrLogsUnavailable)
+		return "", unavailable("container %q in pod %q is waiting to start - no logs yet", name, pod.Name)
 	}
 	// "<runtime>://<id>"
 	if i := strings.Index(cid, "://"); i >= 0 {

@@ -79,7 +79,7 @@ func TestStreamLogsWaitingContainer(t *testing.T) {
 	env := newTestEnv(t, pod)
 	env.sync(t, pod.UID)
 	err := env.m.StreamLogs(context.Background(), env.store.pod(pod.UID), nil, &bytes.Buffer{})
-	if !errors.Is(err, ErrLogsUnavailable) || err.Error() != `container "app" in pod "wait" is waiting to start: ErrImageNeverPull: logs unavailable` {
+	if !errors.Is(err, ErrLogsUnavailable) || err.Error() != `container "app" in pod "wait" is waiting to start: ErrImageNeverPull` {
 		t.Fatalf("err %v", err)
 	}
 }
