@@ -24,7 +24,12 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/peapod-dev/peapod/internal/oci"
 )
+
+// cleanupTimeout bounds removing what a failed start left.
+const cleanupTimeout = 10 * time.Second
 
 var (
 	// ErrNotAlive is returned when the monitor to signal is gone.
@@ -112,6 +117,16 @@ func Start(ctx context.Context, cfg Config, p Params) (*Handle, error) {
 		return nil, fmt.Errorf("starting monitor for %s: %w", p.ID, err)
 	}
 
+	// abandon ends a monitor that did not report success, and removes what
+	// its runc create may have made.
+	abandon := func() {
+		killGroup(h.PID)
+		<-exited
+		r := &oci.Runc{Binary: cfg.RuncBinary, Root: cfg.RuncRoot}
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+		defer cancel()
+		_ = r.Delete(dctx, p.ID, true)
+	}
 	line := make(chan string, 1)
 	go func() {
 		s, _ := bufio.NewReader(report).ReadString('\n')
@@ -122,8 +137,7 @@ func Start(ctx context.Context, cfg Config, p Params) (*Handle, error) {
 	case msg = <-line:
 	case <-ctx.Done():
 		// The monitor's session holds runc create too.
-		killGroup(h.PID)
-		<-exited
+		abandon()
 		return nil, fmt.Errorf("starting monitor for %s: %w", p.ID, ctx.Err())
 	}
 
@@ -132,18 +146,18 @@ func Start(ctx context.Context, cfg Config, p Params) (*Handle, error) {
 	case "ok":
 		pid, err := strconv.Atoi(rest)
 		if err != nil {
-			killGroup(h.PID)
-			<-exited
+			abandon()
 			return nil, fmt.Errorf("starting monitor for %s: bad report %q", p.ID, msg)
 		}
 		h.ContainerPID = pid
 		return h, nil
 	case "error":
+		// The monitor has removed whatever it created.
 		<-exited
 		return nil, fmt.Errorf("creating container %s: %s", p.ID, rest)
 	default:
-		err := <-exited
-		return nil, fmt.Errorf("starting monitor for %s: %w (%v)", p.ID, ErrNoReport, err)
+		abandon()
+		return nil, fmt.Errorf("starting monitor for %s: %w", p.ID, ErrNoReport)
 	}
 }
 

@@ -474,14 +474,14 @@ func TestReadExit(t *testing.T) {
 	}
 }
 
-// TestStartCancel uses a runc that never finishes: cancelling Start kills it
-// together with the monitor.
+// TestStartCancel uses a runc whose create never finishes: cancelling Start
+// kills it together with the monitor.
 func TestStartCancel(t *testing.T) {
 	e := newEnv(t, "true")
 	dir := t.TempDir()
 	pidFile := filepath.Join(dir, "runc.pid")
 	fakeRunc := filepath.Join(dir, "runc")
-	script := "#!/bin/sh\necho $$ > " + pidFile + "\nexec sleep 1000\n"
+	script := "#!/bin/sh\ncase \" $* \" in *\" create \"*) echo $$ > " + pidFile + "; exec sleep 1000;; esac\n"
 	if err := os.WriteFile(fakeRunc, []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}

@@ -176,7 +176,7 @@ func (r *Runc) Update(ctx context.Context, id string, res *specs.LinuxResources)
 // process and reaps it, so nothing is left behind. When ctx ends first the
 // process is killed and the error wraps ctx.Err(). A process with Terminal
 // set gets a terminal whose output goes to o.Stdout.
-func (r *Runc) Exec(ctx context.Context, id string, p *specs.Process, o ExecOpts) (exitCode int, retErr error) {
+func (r *Runc) Exec(ctx context.Context, id string, p *specs.Process, o ExecOpts) (int, error) {
 	dir, err := os.MkdirTemp("", "peapod-exec-")
 	if err != nil {
 		return -1, fmt.Errorf("runc exec %s: %w", id, err)
