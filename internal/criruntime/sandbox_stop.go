@@ -40,6 +40,7 @@ func (s *Service) stopPodSandbox(ctx context.Context, id string) error {
 	log := s.logger(ctx).With("podsandboxid", id)
 
 	// The containers are killed together, then pause.
+	start := s.clock.Now()
 	ctrs := s.sandboxContainers(id)
 	errs := make([]error, len(ctrs))
 	var wg sync.WaitGroup
@@ -54,9 +55,11 @@ func (s *Service) stopPodSandbox(ctx context.Context, id string) error {
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("stop containers of sandbox: %w", err)
 	}
+	containersTime := s.clock.Since(start)
 	if err := s.stopPause(ctx, &sb); err != nil {
 		return err
 	}
+	pauseTime := s.clock.Since(start) - containersTime
 
 	// runc delete (which frees the pause cgroup) and CNI DEL run together.
 	var deleteErr, teardownErr error
@@ -90,7 +93,7 @@ func (s *Service) stopPodSandbox(ctx context.Context, id string) error {
 		}
 	}
 	s.emit(id, id, runtimeapi.ContainerEventType_CONTAINER_STOPPED_EVENT)
-	log.Info("pod sandbox stopped")
+	log.Info("pod sandbox stopped", "took", s.clock.Since(start), "containers", containersTime, "pause", pauseTime)
 	return nil
 }
 
