@@ -14,6 +14,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -524,4 +525,65 @@ func TestStartCancel(t *testing.T) {
 	case !ws.Signaled() || ws.Signal() != unix.SIGKILL:
 		t.Fatalf("fake runc ended with %v, want killed", ws)
 	}
+}
+
+// TestFollowLogs follows the log as `kubectl logs -f` does while the
+// container writes it, until the monitor is gone.
+func TestFollowLogs(t *testing.T) {
+	e := newEnv(t, "sh", "-c", "for i in 1 2 3; do echo line$i; until [ -e /ctl/$i ]; do sleep 0.01; done; done; echo end >&2")
+	h := e.start(t)
+	var stdout, stderr bytes.Buffer
+	out := &notify{w: &stdout, wrote: make(chan struct{}, 10)}
+	done := make(chan error, 1)
+	go func() {
+		done <- crilog.ReadLogs(t.Context(), e.p.LogPath, crilog.ReadOptions{
+			Follow: true, Tail: -1, Running: func() bool { return Alive(h.PID, h.StartTime) },
+		}, out, &stderr)
+	}()
+	for i := 1; i <= 3; i++ {
+		want := ""
+		for j := 1; j <= i; j++ {
+			want += "line" + strconv.Itoa(j) + "\n"
+		}
+		for out.String() != want {
+			select {
+			case <-out.wrote:
+			case <-t.Context().Done():
+				t.Fatalf("followed %q, want %q", out.String(), want)
+			}
+		}
+		if err := os.WriteFile(e.ctl(strconv.Itoa(i)), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("ReadLogs: %v", err)
+	}
+	if stderr.String() != "end\n" {
+		t.Fatalf("followed stderr %q", stderr.String())
+	}
+}
+
+// notify is a writer that signals each write.
+type notify struct {
+	mu    sync.Mutex
+	w     *bytes.Buffer
+	wrote chan struct{}
+}
+
+func (n *notify) Write(p []byte) (int, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.w.Write(p)
+	select {
+	case n.wrote <- struct{}{}:
+	default:
+	}
+	return len(p), nil
+}
+
+func (n *notify) String() string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.w.String()
 }
