@@ -60,3 +60,21 @@ func TestNamespaceModes(t *testing.T) {
 		}
 	}
 }
+
+// Pod sysctls are set in the pod's namespaces, which its containers share.
+func TestSysctls(t *testing.T) {
+	e := newEnv(t)
+	sbc := e.sandboxConfig("sysctl", runtimeapi.NamespaceMode_POD)
+	sbc.Linux.Sysctls = map[string]string{"kernel.shm_rmid_forced": "1", "fs.mqueue.msg_max": "100", "net.ipv4.ip_unprivileged_port_start": "80"}
+	sb := e.runSandbox(sbc)
+	id := e.runContainer(sb, sbc, containerConfig("c", runtimeapi.NamespaceMode_POD, "sleep", "1000"))
+	for path, want := range map[string]string{
+		"/proc/sys/kernel/shm_rmid_forced":              "1",
+		"/proc/sys/fs/mqueue/msg_max":                   "100",
+		"/proc/sys/net/ipv4/ip_unprivileged_port_start": "80",
+	} {
+		if got := strings.TrimSpace(e.execUntil(id, "cat", path)); got != want {
+			t.Errorf("%s = %q, want %q", path, got, want)
+		}
+	}
+}
