@@ -19,6 +19,7 @@ import (
 	"github.com/containernetworking/cni/libcni"
 	"github.com/containernetworking/cni/pkg/invoke"
 	types100 "github.com/containernetworking/cni/pkg/types/100"
+	"github.com/containernetworking/cni/pkg/version"
 	"golang.org/x/sys/unix"
 
 	"github.com/peapod-dev/peapod/internal/log"
@@ -115,7 +116,12 @@ func New(cfg Config) (*Manager, error) {
 		return nil, fmt.Errorf("network: loopback configuration: %w", err)
 	}
 	m := &Manager{
-		cni:      libcni.NewCNIConfigWithCacheDir(dirs, cfg.CacheDir, nil),
+		// An explicit exec: libcni creates its default lazily, which races
+		// when sandboxes are set up concurrently.
+		cni: libcni.NewCNIConfigWithCacheDir(dirs, cfg.CacheDir, &invoke.DefaultExec{
+			RawExec:       &invoke.RawExec{Stderr: os.Stderr},
+			PluginDecoder: version.PluginDecoder{},
+		}),
 		dirs:     dirs,
 		list:     list,
 		lo:       lo,
