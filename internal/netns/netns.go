@@ -38,11 +38,11 @@ func New(dir, name string) (path string, retErr error) {
 		}
 	}()
 
-	// unshare changes the calling thread, so it runs on a locked thread that
-	// is switched back afterwards. If that fails the thread stays locked and
-	// Go discards it. Switching back matters even then: on the main thread
-	// (which Go never discards) the process would keep the namespace alive
-	// and show it as its own.
+	// unshare moves the calling thread into the new namespace, so it runs on
+	// a locked thread that is moved back afterwards. Leaving it locked would
+	// make Go discard the thread, but not the main thread, which Go keeps: the
+	// process would then show the pod's namespace as its own and keep it
+	// alive. Only if moving back fails does the thread stay locked.
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
