@@ -294,7 +294,7 @@ func (m *Manager) killAll(cm cgroups.Manager) error {
 	for {
 		ps, err := pids(cm)
 		if err != nil {
-			return fmt.Errorf("list processes: %w", err)
+			return err
 		}
 		if len(ps) == 0 {
 			return nil
