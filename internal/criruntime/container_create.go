@@ -36,6 +36,10 @@ func (s *Service) createContainer(ctx context.Context, req *runtimeapi.CreateCon
 	if config.GetImage().GetImage() == "" {
 		return "", invalidf("container image is required")
 	}
+	// Hold the sandbox so that it cannot be stopped or removed while one of
+	// its containers is being created.
+	unlock := s.ops.lock(req.GetPodSandboxId())
+	defer unlock()
 	sb, err := s.getSandbox(req.GetPodSandboxId())
 	if err != nil {
 		return "", fmt.Errorf("find sandbox of container: %w", err)

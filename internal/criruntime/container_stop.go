@@ -48,9 +48,6 @@ func (s *Service) stopContainer(ctx context.Context, id string, timeout time.Dur
 func (s *Service) killContainer(ctx context.Context, rec containerRecord, timeout time.Duration) error {
 	log := plog.FromContext(ctx)
 	exited := s.exitedCh(rec.ID)
-	if err := s.updateContainer(rec.ID, func(r *containerRecord) { r.Stopping = true }); err != nil {
-		return fmt.Errorf("record container stop: %w", err)
-	}
 	if timeout > 0 && rec.State == runtimeapi.ContainerState_CONTAINER_RUNNING {
 		sig, err := parseSignal(rec.StopSignal)
 		if err != nil {

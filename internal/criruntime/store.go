@@ -70,9 +70,6 @@ type containerRecord struct {
 	UID    uint32   `json:"uid"`
 	GID    uint32   `json:"gid"`
 	Groups []uint32 `json:"groups,omitempty"`
-	// Stopping is set once StopContainer has been asked to stop it; the exit
-	// is then not reported as OOM unless the cgroup says so.
-	Stopping bool `json:"stopping,omitempty"`
 }
 
 type metaStore struct {
