@@ -37,7 +37,7 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-func requireRoot(t *testing.T) {
+func requireRoot(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() == 0 {
 		return
@@ -50,7 +50,7 @@ func requireRoot(t *testing.T) {
 
 // hierarchies returns the directories where a cgroup path lives: one per
 // mounted v1 hierarchy (named and unified ones included), or the v2 mount.
-func hierarchies(t *testing.T) []string {
+func hierarchies(t testing.TB) []string {
 	t.Helper()
 	if cgroups.IsCgroup2UnifiedMode() {
 		return []string{unifiedMount}
@@ -365,6 +365,74 @@ func TestUpdateQOS(t *testing.T) {
 		}
 		if got := readFile(t, filepath.Join(unifiedMount, "cpu", m.Root(), parent), "cpu.shares"); got != strconv.FormatUint(shares, 10) {
 			t.Errorf("%s cpu.shares = %s, want %d", parent, got, shares)
+		}
+	}
+}
+
+func TestRemovePodKillsForkingProcesses(t *testing.T) {
+	m := testManager(t)
+	path := m.PodPath("Burstable", "fork-test")
+	r := &specs.LinuxResources{Pids: &specs.LinuxPids{Limit: ptr(int64(64))}}
+	if err := m.EnsurePod(path, r); err != nil {
+		t.Fatal(err)
+	}
+	// A shell that keeps forking short-lived children up to the pids limit.
+	cmd := exec.Command("sh", "-c", "read x; while :; do sleep 0.01 & done")
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	cm, err := m.controllers(path+"/ctr", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cm.Apply(cmd.Process.Pid); err != nil {
+		t.Fatal(err)
+	}
+	stdin.Write([]byte("go\n"))
+	for {
+		st, err := m.Stats(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Pids > 5 {
+			break
+		}
+	}
+	if err := m.RemovePod(path); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Wait()
+	for _, h := range hierarchies(t) {
+		if _, err := os.Stat(filepath.Join(h, path)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("pod cgroup left in %s: %v", h, err)
+		}
+	}
+}
+
+func BenchmarkEnsureRemovePod(b *testing.B) {
+	requireRoot(b)
+	m, err := New(fmt.Sprintf("/peapod-bench-%d", os.Getpid()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	r := PodResourcesFor(podWith(container("a", list("cpu", "100m", "memory", "64Mi"), list("cpu", "100m", "memory", "64Mi"))), 1024)
+	for i := 0; b.Loop(); i++ {
+		path := m.PodPath("Guaranteed", strconv.Itoa(i))
+		if err := m.EnsurePod(path, r); err != nil {
+			b.Fatal(err)
+		}
+		if err := m.RemovePod(path); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for _, h := range hierarchies(b) {
+		if err := cgroups.RemovePath(filepath.Join(h, m.Root())); err != nil {
+			b.Error(err)
 		}
 	}
 }
