@@ -17,7 +17,8 @@ import (
 // for (libcni's cache, host-local leases in IPAMDir) that known does not
 // claim. It finds what a crash or reboot left without a netns pin to
 // recover from: /run is gone after a reboot, leases and cache under the
-// root are not, and the address range would run out.
+// root are not, and the address range would run out. Call it at start-up,
+// before any Setup: a sandbox being set up is not known yet.
 func (m *Manager) GC(ctx context.Context, known func(id string) bool) error {
 	ids, err := m.attachedIDs()
 	if err != nil {
