@@ -11,7 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-func requireRoot(t *testing.T) {
+func requireRoot(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() == 0 {
 		return
@@ -24,7 +24,7 @@ func requireRoot(t *testing.T) {
 
 // tempDir returns a directory for pins and undoes the self bind mount New
 // makes of it.
-func tempDir(t *testing.T) string {
+func tempDir(t testing.TB) string {
 	dir := t.TempDir()
 	t.Cleanup(func() {
 		unix.Unmount(dir, unix.MNT_DETACH)
@@ -35,7 +35,7 @@ func tempDir(t *testing.T) string {
 	return dir
 }
 
-func mounted(t *testing.T, path string) bool {
+func mounted(t testing.TB, path string) bool {
 	t.Helper()
 	b, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {
