@@ -113,6 +113,9 @@ func (s *Service) createContainer(ctx context.Context, req *runtimeapi.CreateCon
 	if len(img.RepoDigests) > 0 {
 		rec.RepoDigest = img.RepoDigests[0]
 	}
+	if len(img.RepoTags) > 0 {
+		rec.RepoTag = img.RepoTags[0]
+	}
 	if img.Config != nil {
 		rec.StopSignal = img.Config.Config.StopSignal
 	}

@@ -60,10 +60,16 @@ func containerStatus(r *containerRecord) *runtimeapi.ContainerStatus {
 	return st
 }
 
-// imageSpec is the image as the container config named it.
+// imageSpec is the image's first tag (the kubelet passes the image ID in the
+// config; containerd reports the tag, as dockershim did), else the name the
+// config used.
 func imageSpec(r *containerRecord) *runtimeapi.ImageSpec {
+	name := r.ImageName
+	if r.RepoTag != "" {
+		name = r.RepoTag
+	}
 	return &runtimeapi.ImageSpec{
-		Image:              r.ImageName,
+		Image:              name,
 		Annotations:        r.Config.GetImage().GetAnnotations(),
 		UserSpecifiedImage: r.Config.GetImage().GetUserSpecifiedImage(),
 	}

@@ -63,7 +63,7 @@ func TestPodSharesNetwork(t *testing.T) {
 	if cs.LogPath != filepath.Join(sbc.LogDirectory, "server/0.log") {
 		t.Errorf("log path %q", cs.LogPath)
 	}
-	if cs.ImageRef == "" || !strings.HasPrefix(cs.ImageId, "sha256:") || cs.Image.GetImage() != "busybox" {
+	if cs.ImageRef == "" || !strings.HasPrefix(cs.ImageId, "sha256:") || cs.Image.GetImage() != busybox {
 		t.Errorf("image fields: %q %q %q", cs.Image.GetImage(), cs.ImageRef, cs.ImageId)
 	}
 

@@ -48,8 +48,10 @@ type containerRecord struct {
 	// ImageRef is the image ID (config digest); ImageName what the config asked for.
 	ImageRef  string `json:"imageRef"`
 	ImageName string `json:"imageName"`
-	// RepoDigest is the image's repo digest if it has one (ContainerStatus.ImageRef).
+	// RepoDigest is the image's repo digest if it has one (ContainerStatus.ImageRef);
+	// RepoTag its first tag (ContainerStatus.Image), as containerd reports them.
 	RepoDigest string                    `json:"repoDigest,omitempty"`
+	RepoTag    string                    `json:"repoTag,omitempty"`
 	State      runtimeapi.ContainerState `json:"state"`
 	CreatedAt  int64                     `json:"createdAt"`
 	StartedAt  int64                     `json:"startedAt,omitempty"`
