@@ -188,7 +188,7 @@ func (s *Service) runPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandb
 		}
 		rec.NetworkReady = true
 	}
-	if err := writeHosts(filepath.Join(dir, "hosts"), config.GetHostname(), rec.IPs); err != nil {
+	if err := writeHosts(filepath.Join(dir, "hosts"), config.GetHostname(), rec.IPs, rec.NetNSPath == ""); err != nil {
 		return "", err
 	}
 	if err := s.cfg.Runc.Start(ctx, id); err != nil {
@@ -305,9 +305,20 @@ func resolvConf(dns *runtimeapi.DNSConfig) string {
 	return b.String()
 }
 
-// writeHosts writes the pod's /etc/hosts: loopback names and, when the pod
-// has an address, its hostname, as the kubelet's managed hosts file has.
-func writeHosts(path, hostname string, ips []string) error {
+// writeHosts writes the pod's /etc/hosts: a copy of the host's for a pod on
+// the host network (as containerd does), else loopback names and the pod's
+// hostname on its addresses, as the kubelet's managed hosts file has.
+func writeHosts(path, hostname string, ips []string, hostNetwork bool) error {
+	if hostNetwork {
+		data, err := os.ReadFile("/etc/hosts")
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("read host /etc/hosts: %w", err)
+		}
+		if err := os.WriteFile(path, data, 0o644); err != nil {
+			return fmt.Errorf("write sandbox hosts: %w", err)
+		}
+		return nil
+	}
 	var b strings.Builder
 	b.WriteString("# Kubernetes-managed hosts file (peapod).\n")
 	b.WriteString("127.0.0.1\tlocalhost\n")
