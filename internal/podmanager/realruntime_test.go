@@ -9,10 +9,12 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/clock"
 	"k8s.io/utils/ptr"
 
@@ -33,85 +35,9 @@ import (
 // pod whose client reaches the server on 127.0.0.1, its logs, a crash with a
 // restart, then a graceful deletion that leaves nothing behind.
 func TestRealRuntime(t *testing.T) {
-	if testing.Short() {
-		t.Skip("needs root, runc and the CNI plugins")
-	}
-	testimage.RequireRoot(t)
-	runc := testimage.RequireBinary(t, "runc", "runc")
-	for _, p := range []string{"bridge", "host-local", "loopback", "portmap"} {
-		if _, err := os.Stat(filepath.Join("/usr/lib/cni", p)); err != nil {
-			t.Skipf("CNI plugin %s missing (apt-get install containernetworking-plugins)", p)
-		}
-	}
-	bin := t.TempDir()
-	build := exec.Command("go", "build", "-o", bin+"/", "../../cmd/peapod-pause", "../../cmd/peapod-monitor")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
-
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	root := t.TempDir()
-	d, err := dirs.New(root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	logger := slog.New(slog.NewTextHandler(testLogWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	cgRoot := "/peapod-pm-test-" + filepath.Base(root)
-	cg, err := cgroups.New(cgRoot)
-	if err != nil {
-		t.Fatal(err)
-	}
-	imgs, err := image.Open(d.Images())
-	if err != nil {
-		t.Fatal(err)
-	}
-	var tarball bytes.Buffer
-	if err := testimage.RootfsTar(&tarball); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := imgs.Import(ctx, &tarball, "docker.io/library/busybox:latest"); err != nil {
-		t.Fatal(err)
-	}
-	const bridge = "pppm0"
-	netw, err := network.New(network.Config{PluginDirs: []string{"/usr/lib/cni"}, ConfDir: d.CNIConf(), CacheDir: d.CNICache(),
-		IPAMDir: d.CNIIPAM(), Bridge: bridge, Subnet: "10.202.0.0/24"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rt, err := criruntime.New(ctx, criruntime.Config{
-		Root: d.Root, RunDir: d.Run, Runc: &oci.Runc{Binary: runc, Root: d.RuncRoot()},
-		MonitorBinary: filepath.Join(bin, "peapod-monitor"), PauseBinary: filepath.Join(bin, "peapod-pause"),
-		Images: imgs, Snapshots: snapshot.New(d.Snapshots()), Network: netw, Cgroups: cg,
-		Clock: clock.RealClock{}, Logger: logger.With("component", "runtime"),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		rt.Close()
-		_ = unix.Unmount(d.Netns(), unix.MNT_DETACH)
-		_ = exec.Command("ip", "link", "del", bridge).Run()
-		for _, c := range []string{"", "cpu", "memory", "pids"} {
-			for _, sub := range []string{"/besteffort", "/burstable", ""} {
-				_ = os.Remove(filepath.Join("/sys/fs/cgroup", c, cgRoot+sub))
-			}
-		}
-	})
-
-	store := newFakeStore()
-	m := New(Config{
-		NodeName: "node1", Runtime: inproc.NewRuntimeService(rt), Images: inproc.NewImageService(criimage.New(imgs, clock.RealClock{})),
-		Pods: store, Cgroups: cg, LogRoot: d.Logs(), PodsDir: filepath.Join(root, "pods"), Logger: logger.With("component", "podmanager"),
-	})
-	done := make(chan error, 1)
-	go func() { done <- m.Run(ctx) }()
-	eventually(t, "the watch is open", func() bool {
-		store.mu.Lock()
-		defer store.mu.Unlock()
-		return len(store.watchers) > 0
-	})
+	m, store, root, cgRoot, done := startRealManager(t, ctx)
 
 	pod := testPod("web", func(p *corev1.Pod) {
 		p.Spec.TerminationGracePeriodSeconds = ptr.To(int64(5))
@@ -176,9 +102,159 @@ func TestRealRuntime(t *testing.T) {
 	}
 }
 
+// startRealManager starts the pod manager over the real runtime on a fresh
+// root; the runtime is closed and the test bridge and cgroups removed at cleanup.
+func startRealManager(t *testing.T, ctx context.Context) (*Manager, *fakeStore, string, string, chan error) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("needs root, runc and the CNI plugins")
+	}
+	testimage.RequireRoot(t)
+	runc := testimage.RequireBinary(t, "runc", "runc")
+	for _, p := range []string{"bridge", "host-local", "loopback", "portmap"} {
+		if _, err := os.Stat(filepath.Join("/usr/lib/cni", p)); err != nil {
+			t.Skipf("CNI plugin %s missing (apt-get install containernetworking-plugins)", p)
+		}
+	}
+	bin := t.TempDir()
+	build := exec.Command("go", "build", "-o", bin+"/", "../../cmd/peapod-pause", "../../cmd/peapod-monitor")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	root := t.TempDir()
+	d, err := dirs.New(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logger := slog.New(slog.NewTextHandler(testLogWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	cgRoot := "/peapod-pm-test-" + filepath.Base(root)
+	cg, err := cgroups.New(cgRoot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	imgs, err := image.Open(d.Images())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tarball bytes.Buffer
+	if err := testimage.RootfsTar(&tarball); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := imgs.Import(ctx, &tarball, "docker.io/library/busybox:latest"); err != nil {
+		t.Fatal(err)
+	}
+	const bridge = "pppm0"
+	netw, err := network.New(network.Config{PluginDirs: []string{"/usr/lib/cni"}, ConfDir: d.CNIConf(), CacheDir: d.CNICache(),
+		IPAMDir: d.CNIIPAM(), Bridge: bridge, Subnet: "10.202.0.0/24"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt, err := criruntime.New(ctx, criruntime.Config{
+		Root: d.Root, RunDir: d.Run, Runc: &oci.Runc{Binary: runc, Root: d.RuncRoot()},
+		MonitorBinary: filepath.Join(bin, "peapod-monitor"), PauseBinary: filepath.Join(bin, "peapod-pause"),
+		Images: imgs, Snapshots: snapshot.New(d.Snapshots()), Network: netw, Cgroups: cg,
+		Clock: clock.RealClock{}, Logger: logger.With("component", "runtime"),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		rt.Close()
+		_ = unix.Unmount(d.Netns(), unix.MNT_DETACH)
+		_ = exec.Command("ip", "link", "del", bridge).Run()
+		for _, c := range []string{"", "cpu", "memory", "pids"} {
+			for _, sub := range []string{"/besteffort", "/burstable", ""} {
+				_ = os.Remove(filepath.Join("/sys/fs/cgroup", c, cgRoot+sub))
+			}
+		}
+	})
+
+	store := newFakeStore()
+	m := New(Config{
+		NodeName: "node1", Runtime: inproc.NewRuntimeService(rt), Images: inproc.NewImageService(criimage.New(imgs, clock.RealClock{})),
+		Pods: store, Cgroups: cg, LogRoot: d.Logs(), PodsDir: filepath.Join(root, "pods"), Logger: logger.With("component", "podmanager"),
+	})
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx) }()
+	eventually(t, "the watch is open", func() bool {
+		store.mu.Lock()
+		defer store.mu.Unlock()
+		return len(store.watchers) > 0
+	})
+
+	return m, store, root, cgRoot, done
+}
+
 type testLogWriter struct{ t testing.TB }
 
 func (w testLogWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimSuffix(string(p), "\n"))
 	return len(p), nil
+}
+
+// TestRealRuntimeProbesAndHooks: an http readiness probe on the pod IP, an exec
+// liveness probe through the runtime that restarts the container, postStart and
+// preStop hooks observed through a hostPath volume.
+func TestRealRuntimeProbesAndHooks(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	m, store, _, _, done := startRealManager(t, ctx)
+	data := t.TempDir()
+	pod := testPod("probed", func(p *corev1.Pod) {
+		p.Spec.Volumes = []corev1.Volume{{Name: "data", VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{
+			Path: data, Type: ptr.To(corev1.HostPathDirectory)}}}}
+		p.Spec.Containers = []corev1.Container{{
+			Name: "app", Image: "busybox", ImagePullPolicy: corev1.PullIfNotPresent,
+			Command: []string{"sh", "-c", "trap 'echo term >> /data/log; exit 0' TERM; echo main >> /data/log; " +
+				"mkdir -p /www && echo ok > /www/index.html && httpd -p 8080 -h /www; while true; do sleep 0.1; done"},
+			Ports:        []corev1.ContainerPort{{Name: "http", ContainerPort: 8080}},
+			VolumeMounts: []corev1.VolumeMount{{Name: "data", MountPath: "/data"}},
+			ReadinessProbe: &corev1.Probe{PeriodSeconds: 1, ProbeHandler: corev1.ProbeHandler{
+				HTTPGet: &corev1.HTTPGetAction{Path: "/index.html", Port: intstr.FromString("http")}}},
+			LivenessProbe: &corev1.Probe{PeriodSeconds: 1, FailureThreshold: 1, ProbeHandler: corev1.ProbeHandler{
+				Exec: &corev1.ExecAction{Command: []string{"sh", "-c", "test ! -e /tmp/die"}}}},
+			Lifecycle: &corev1.Lifecycle{
+				PostStart: &corev1.LifecycleHandler{Exec: &corev1.ExecAction{Command: []string{"sh", "-c", "echo poststart >> /data/log"}}},
+				PreStop:   &corev1.LifecycleHandler{Exec: &corev1.ExecAction{Command: []string{"sh", "-c", "echo prestop >> /data/log"}}},
+			},
+		}}
+	})
+	store.put(pod)
+	eventually(t, "the pod is ready", func() bool {
+		p := store.pod(pod.UID)
+		return condition(p.Status, corev1.PodReady).Status == corev1.ConditionTrue
+	})
+	cid := trimContainerID(store.pod(pod.UID).Status.ContainerStatuses[0].ContainerID)
+	if _, _, err := m.runtime.ExecSync(ctx, cid, []string{"touch", "/tmp/die"}, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the liveness probe restarts the container", func() bool {
+		cs := store.pod(pod.UID).Status.ContainerStatuses[0]
+		return cs.RestartCount == 1 && cs.State.Running != nil && cs.Ready
+	})
+	events := strings.Join(store.eventList(), "\n")
+	for _, want := range []string{"Warning Unhealthy Liveness probe failed", "Normal Killing Container app failed liveness probe, will be restarted"} {
+		if !strings.Contains(events, want) {
+			t.Errorf("no event %q in\n%s", want, events)
+		}
+	}
+	p := store.pod(pod.UID)
+	now := metav1.Now()
+	p.DeletionTimestamp, p.DeletionGracePeriodSeconds = &now, ptr.To(int64(10))
+	store.put(p)
+	eventually(t, "the pod is deleted", func() bool { return store.pod(pod.UID) == nil })
+	log, _ := os.ReadFile(filepath.Join(data, "log"))
+	lines := strings.Fields(string(log))
+	// Two runs; each postStart after start, the preStop before the TERM.
+	if n := strings.Count(string(log), "poststart"); n != 2 {
+		t.Errorf("postStart ran %d times: %q", n, lines)
+	}
+	if len(lines) < 2 || lines[len(lines)-2] != "prestop" || lines[len(lines)-1] != "term" {
+		t.Errorf("log %q, want prestop then term at the end", lines)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
 }
