@@ -589,12 +589,14 @@ func (m *Manager) terminatePod(ctx context.Context, pod *corev1.Pod, gracePeriod
 	if err := m.cleanupPodDir(pod); err != nil {
 		return err
 	}
-	m.backOff.DeleteEntry(string(pod.UID))
-	for i := range pod.Spec.Containers {
-		m.backOff.DeleteEntry(backOffKey(pod, &pod.Spec.Containers[i]))
+	for _, cs := range [][]corev1.Container{pod.Spec.InitContainers, pod.Spec.Containers} {
+		for i := range cs {
+			m.backOff.DeleteEntry(backOffKey(pod, &cs[i]))
+			m.imageBackOff.DeleteEntry(string(pod.UID) + "_" + cs[i].Image)
+		}
 	}
-	for i := range pod.Spec.InitContainers {
-		m.backOff.DeleteEntry(backOffKey(pod, &pod.Spec.InitContainers[i]))
+	for i := range pod.Spec.EphemeralContainers {
+		m.imageBackOff.DeleteEntry(string(pod.UID) + "_" + pod.Spec.EphemeralContainers[i].Image)
 	}
 	return nil
 }

@@ -93,6 +93,9 @@ const (
 	// Back-off of container restarts and image pulls, as the kubelet's.
 	backOffPeriod    = 10 * time.Second
 	maxBackOffPeriod = 300 * time.Second
+	// resyncPeriod: every pod is synced at least this often (the kubelet's
+	// syncFrequency), so that ConfigMap and Secret volumes follow their objects.
+	resyncPeriod = time.Minute
 	// minimumGracePeriodInSeconds is the kubelet's floor for StopContainer.
 	minimumGracePeriodInSeconds = 2
 	// defaultTerminationGracePeriod when the pod has none.
@@ -122,6 +125,8 @@ type Manager struct {
 	pods    map[types.UID]*podRecord
 	workers map[types.UID]*podWorker
 	synced  bool // the first list has been seen: runtime pods unknown to it are orphans
+	// lastResync is when every pod was last woken by the relist.
+	lastResync time.Time
 	wg      sync.WaitGroup
 
 	pleg *pleg
@@ -372,6 +377,10 @@ func (m *Manager) relist(ctx context.Context) {
 	now := m.clock.Now()
 	var wake []types.UID
 	m.mu.Lock()
+	resync := now.Sub(m.lastResync) >= resyncPeriod
+	if resync {
+		m.lastResync = now
+	}
 	for uid, meta := range present {
 		if _, ok := m.pods[uid]; !ok && m.synced {
 			// Runs in the runtime but no pod exists: an orphan to kill and remove.
@@ -380,7 +389,7 @@ func (m *Manager) relist(ctx context.Context) {
 		}
 	}
 	for uid, rec := range m.pods {
-		if changed[uid] || (!rec.requeueAt.IsZero() && !now.Before(rec.requeueAt)) {
+		if resync || changed[uid] || (!rec.requeueAt.IsZero() && !now.Before(rec.requeueAt)) {
 			rec.requeueAt = time.Time{}
 			wake = append(wake, uid)
 		}
