@@ -127,7 +127,7 @@ type Manager struct {
 	synced  bool // the first list has been seen: runtime pods unknown to it are orphans
 	// lastResync is when every pod was last woken by the relist.
 	lastResync time.Time
-	wg      sync.WaitGroup
+	wg         sync.WaitGroup
 
 	pleg *pleg
 }
