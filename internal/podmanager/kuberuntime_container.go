@@ -74,6 +74,9 @@ func (m *Manager) startContainer(ctx context.Context, sandboxID string, sandboxC
 		restartCount = m.restartCountFromLogDir(pod, c.Name)
 	}
 	config, err := m.generateContainerConfig(ctx, c, pod, restartCount, podIPs, imageRef, spec.containerType, vols)
+	if err == nil {
+		err = m.verifyRunAsNonRoot(ctx, pod, c, imageRef)
+	}
 	if err == nil && spec.containerType == containerTypeEphemeral {
 		err = m.setEphemeralTarget(config, pod, c.Name, podStatus)
 	}
@@ -728,5 +731,44 @@ func (m *Manager) setEphemeralTarget(config *runtimeapi.ContainerConfig, pod *co
 	}
 	ns.Pid = runtimeapi.NamespaceMode_TARGET
 	ns.TargetId = cs.ID
+	return nil
+}
+
+// verifyRunAsNonRoot is the kubelet's: with runAsNonRoot, the effective user
+// must not be root — by runAsUser, else by the image's numeric user.
+func (m *Manager) verifyRunAsNonRoot(ctx context.Context, pod *corev1.Pod, c *corev1.Container, imageRef string) error {
+	var nonRoot *bool
+	var runAsUser *int64
+	if psc := pod.Spec.SecurityContext; psc != nil {
+		nonRoot, runAsUser = psc.RunAsNonRoot, psc.RunAsUser
+	}
+	if csc := c.SecurityContext; csc != nil {
+		if csc.RunAsNonRoot != nil {
+			nonRoot = csc.RunAsNonRoot
+		}
+		if csc.RunAsUser != nil {
+			runAsUser = csc.RunAsUser
+		}
+	}
+	if nonRoot == nil || !*nonRoot {
+		return nil
+	}
+	if runAsUser != nil {
+		if *runAsUser == 0 {
+			return fmt.Errorf("container's runAsUser breaks non-root policy (pod: %q, container: %s)", podDesc(pod), c.Name)
+		}
+		return nil
+	}
+	resp, err := m.images.ImageStatus(ctx, &runtimeapi.ImageSpec{Image: imageRef}, false)
+	if err != nil {
+		return fmt.Errorf("inspect image %q for runAsNonRoot: %w", imageRef, err)
+	}
+	img := resp.GetImage()
+	switch {
+	case img.GetUid() != nil && img.GetUid().GetValue() == 0:
+		return fmt.Errorf("container has runAsNonRoot and image will run as root (pod: %q, container: %s)", podDesc(pod), c.Name)
+	case img.GetUid() == nil && img.GetUsername() != "":
+		return fmt.Errorf("container has runAsNonRoot and image has non-numeric user (%s), cannot verify user is non-root (pod: %q, container: %s)", img.GetUsername(), podDesc(pod), c.Name)
+	}
 	return nil
 }

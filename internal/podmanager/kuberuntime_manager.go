@@ -532,7 +532,7 @@ func (m *Manager) ensurePodCgroup(pod *corev1.Pod) (string, error) {
 		return "", nil
 	}
 	path := m.cgroups.PodPath(string(getPodQOS(pod)), string(pod.UID))
-	if err := m.cgroups.EnsurePod(path, podCgroupResources(pod)); err != nil {
+	if err := m.cgroups.EnsurePod(path, podCgroupResources(pod, m.cfg.PodPidsLimit)); err != nil {
 		return "", fmt.Errorf("pod cgroup %s: %w", path, err)
 	}
 	return path, nil

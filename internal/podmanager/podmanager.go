@@ -78,6 +78,8 @@ type Config struct {
 	// ResolvConf is the host's resolver configuration used for the pods' DNS
 	// (no cluster DNS here); default /etc/resolv.conf.
 	ResolvConf string
+	// PodPidsLimit caps each pod's processes (the kubelet's podPidsLimit); 0: no limit.
+	PodPidsLimit int64
 	// MemoryCapacity is the machine's memory in bytes, for Burstable
 	// oom_score_adj; read from /proc/meminfo when zero.
 	MemoryCapacity int64

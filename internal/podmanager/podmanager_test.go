@@ -234,7 +234,7 @@ func TestGenerateConfigs(t *testing.T) {
 	}
 
 	// Pod cgroup of a Burstable pod with every limit set: shares from requests, quota and memory from limits.
-	pr := podCgroupResources(pod)
+	pr := podCgroupResources(pod, 0)
 	if *pr.CPU.Shares != 256 || *pr.CPU.Quota != 50000 || *pr.Memory.Limit != 128<<20 {
 		t.Fatalf("pod cgroup %+v %+v", pr.CPU, pr.Memory)
 	}
@@ -651,11 +651,11 @@ func TestQOS(t *testing.T) {
 		}
 	}
 	g := testPod("g", res(rl("2", "1Gi"), rl("2", "1Gi"))) // requests defaulted from limits by the registry
-	r := podCgroupResources(g)
+	r := podCgroupResources(g, 0)
 	if *r.CPU.Shares != 2048 || *r.CPU.Quota != 200000 || *r.CPU.Period != 100000 || *r.Memory.Limit != 1<<30 {
 		t.Fatalf("guaranteed pod cgroup %+v %+v", r.CPU, r.Memory)
 	}
-	if r := podCgroupResources(testPod("be")); *r.CPU.Shares != 2 || r.Memory != nil || r.CPU.Quota != nil {
+	if r := podCgroupResources(testPod("be"), 0); *r.CPU.Shares != 2 || r.Memory != nil || r.CPU.Quota != nil {
 		t.Fatalf("besteffort pod cgroup %+v", r)
 	}
 	if adj := containerOOMScoreAdjust(g, &g.Spec.Containers[0], 8<<30); adj != -997 {

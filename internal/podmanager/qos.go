@@ -77,8 +77,8 @@ func milliCPUToQuota(milliCPU, period int64) int64 {
 
 // podCgroupResources is ResourceConfigForPod: the pod cgroup's limits by QoS
 // class (internal/cgroups).
-func podCgroupResources(pod *corev1.Pod) *specs.LinuxResources {
-	return cgroups.PodResourcesFor(pod, 0)
+func podCgroupResources(pod *corev1.Pod, pidsLimit int64) *specs.LinuxResources {
+	return cgroups.PodResourcesFor(pod, pidsLimit)
 }
 
 // calculateLinuxResources is the kubelet's: shares from the request (or the

@@ -8,6 +8,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+	"k8s.io/utils/ptr"
 )
 
 func TestBackOffSurvivesDaemonRestart(t *testing.T) {
@@ -106,5 +107,28 @@ func TestEphemeralContainer(t *testing.T) {
 	st = env.store.pod(pod.UID).Status
 	if st.Phase != corev1.PodRunning || st.EphemeralContainerStatuses[0].State.Terminated == nil {
 		t.Fatalf("status %+v", st)
+	}
+}
+
+func TestRunAsNonRoot(t *testing.T) {
+	pod := testPod("nonroot", func(p *corev1.Pod) {
+		p.Spec.SecurityContext = &corev1.PodSecurityContext{RunAsNonRoot: ptr.To(true)}
+	})
+	env := newTestEnv(t, pod)
+	env.images.Lock()
+	env.images.Images["busybox:1.36"].Uid = &runtimeapi.Int64Value{Value: 0}
+	env.images.Unlock()
+	env.sync(t, pod.UID)
+	w := env.store.pod(pod.UID).Status.ContainerStatuses[0].State.Waiting
+	if w == nil || w.Reason != "CreateContainerConfigError" ||
+		w.Message != `container has runAsNonRoot and image will run as root (pod: "nonroot_default(nonroot-uid)", container: app)` {
+		t.Fatalf("waiting %+v", w)
+	}
+	p := env.store.pod(pod.UID)
+	p.Spec.Containers[0].SecurityContext = &corev1.SecurityContext{RunAsUser: ptr.To(int64(1000))}
+	env.store.put(p)
+	env.sync(t, pod.UID)
+	if cs := env.store.pod(pod.UID).Status.ContainerStatuses[0]; cs.State.Running == nil {
+		t.Fatalf("with runAsUser 1000: %+v", cs.State)
 	}
 }
