@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -588,6 +589,11 @@ func (m *Manager) terminatePod(ctx context.Context, pod *corev1.Pod, gracePeriod
 	}
 	if err := m.cleanupPodDir(pod); err != nil {
 		return err
+	}
+	if m.cfg.LogRoot != "" && pod.UID != "" {
+		if err := os.RemoveAll(m.podLogsDirectory(pod)); err != nil {
+			return fmt.Errorf("remove pod logs: %w", err)
+		}
 	}
 	for _, cs := range [][]corev1.Container{pod.Spec.InitContainers, pod.Spec.Containers} {
 		for i := range cs {

@@ -406,6 +406,7 @@ func TestGracefulDeletion(t *testing.T) {
 	})
 	env := newTestEnv(t, pod)
 	env.sync(t, pod.UID)
+	writeLog(t, filepath.Join(env.logRoot, "default_del_del-uid", "app", "0.log"), "x")
 
 	p := env.store.pod(pod.UID)
 	now := metav1.NewTime(env.clock.Now())
@@ -422,6 +423,9 @@ func TestGracefulDeletion(t *testing.T) {
 	}
 	if len(env.sandboxes()) != 0 || len(env.containers("app")) != 0 {
 		t.Fatal("sandbox or containers left behind")
+	}
+	if _, err := os.Stat(filepath.Join(env.logRoot, "default_del_del-uid")); !os.IsNotExist(err) {
+		t.Fatalf("pod log directory left: %v", err)
 	}
 	if !slices.Contains(env.cgroups.removed, "/kubepods/besteffort/pod"+string(pod.UID)) {
 		t.Fatalf("cgroup not removed: %v", env.cgroups.removed)
