@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	kjson "k8s.io/apimachinery/pkg/runtime/serializer/json"
+	"k8s.io/apimachinery/pkg/runtime/serializer/protobuf"
 
 	"github.com/peapod-dev/peapod/internal/registry"
 	"github.com/peapod-dev/peapod/internal/store"
@@ -26,6 +27,8 @@ var (
 	// strict decoding errors while still decoding the object.
 	strictJSON = kjson.NewSerializerWithOptions(kjson.DefaultMetaFactory, scheme, scheme, kjson.SerializerOptions{Strict: true})
 	strictYAML = kjson.NewSerializerWithOptions(kjson.DefaultMetaFactory, scheme, scheme, kjson.SerializerOptions{Yaml: true, Strict: true})
+	// kubectl's typed clients send protobuf bodies.
+	protobufCodec = protobuf.NewSerializer(scheme, scheme)
 )
 
 func newScheme() *runtime.Scheme {
@@ -109,11 +112,16 @@ func (s *Server) decodeObject(w http.ResponseWriter, r *http.Request, res *regis
 	if err != nil {
 		return nil, err
 	}
-	dec := strictJSON
-	if ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); ct == "application/yaml" {
+	var dec runtime.Decoder
+	switch ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); ct {
+	case "", "application/json":
+		dec = strictJSON
+	case "application/yaml":
 		dec = strictYAML
-	} else if ct != "" && ct != "application/json" {
-		return nil, unsupportedMediaType("the body of the request was in an unknown format - accepted media types include: application/json, application/yaml")
+	case runtime.ContentTypeProtobuf:
+		dec = protobufCodec
+	default:
+		return nil, unsupportedMediaType("the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf")
 	}
 	into := res.New()
 	obj, gvk, err := dec.Decode(data, &schema.GroupVersionKind{Version: "v1", Kind: res.Kind}, into)
