@@ -91,6 +91,10 @@ func (m *Manager) runPostStartHook(ctx context.Context, pod *corev1.Pod, c *core
 	if err == nil {
 		return "", nil
 	}
+	if ctx.Err() != nil {
+		// The sync was interrupted (the pod is being deleted): termination kills it.
+		return msg, ErrPostStartHook
+	}
 	plog.FromContext(ctx).Warn("postStart hook failed", "container", c.Name, "err", err)
 	m.recordContainerEvent(ctx, pod, c.Name, corev1.EventTypeWarning, eventFailedPostStartHook, msg)
 	if kerr := m.killContainer(ctx, pod, cs, gracePeriodForDeletion(pod), "FailedPostStartHook"); kerr != nil {

@@ -17,6 +17,9 @@ import (
 type podWorker struct {
 	uid    types.UID
 	wakeup chan struct{}
+	// cancelSync cancels the sync in progress when the pod is deleted meanwhile
+	// (a slow pull or hook must not delay termination); nil when terminating.
+	cancelSync context.CancelFunc
 }
 
 // dispatch wakes (or starts) the worker of the pod.
@@ -47,7 +50,18 @@ func (m *Manager) runWorker(ctx context.Context, w *podWorker) {
 			return
 		case <-w.wakeup:
 		}
-		if done := m.syncOnce(ctx, w.uid); done {
+		syncCtx, cancel := context.WithCancel(ctx)
+		m.mu.Lock()
+		if rec := m.pods[w.uid]; rec != nil && rec.pod != nil && !rec.orphan && !rec.removed && rec.pod.DeletionTimestamp == nil {
+			w.cancelSync = cancel
+		}
+		m.mu.Unlock()
+		done := m.syncOnce(syncCtx, w.uid)
+		m.mu.Lock()
+		w.cancelSync = nil
+		m.mu.Unlock()
+		cancel()
+		if done {
 			m.mu.Lock()
 			delete(m.workers, w.uid)
 			// A wake-up that raced with the end is served by a new worker.
@@ -154,4 +168,13 @@ func isTerminalPhase(p corev1.PodPhase) bool {
 // podDesc is util/format.Pod: "name_namespace(uid)".
 func podDesc(pod *corev1.Pod) string {
 	return pod.Name + "_" + pod.Namespace + "(" + string(pod.UID) + ")"
+}
+
+// interruptSync cancels the pod's sync in progress, if any, so that its
+// termination starts at once; called with m.mu held.
+func (m *Manager) interruptSyncLocked(uid types.UID) {
+	if w := m.workers[uid]; w != nil && w.cancelSync != nil {
+		w.cancelSync()
+		w.cancelSync = nil
+	}
 }

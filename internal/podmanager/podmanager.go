@@ -336,6 +336,9 @@ func (m *Manager) handlePod(ctx context.Context, pod *corev1.Pod) {
 	}
 	rec.pod = pod
 	rec.orphan = false
+	if pod.DeletionTimestamp != nil {
+		m.interruptSyncLocked(pod.UID)
+	}
 	m.mu.Unlock()
 	m.dispatch(ctx, pod.UID)
 }
@@ -353,6 +356,7 @@ func (m *Manager) handlePodRemoved(ctx context.Context, pod *corev1.Pod) {
 	if pod != nil && rec.pod != nil && pod.DeletionTimestamp != nil {
 		rec.pod = pod
 	}
+	m.interruptSyncLocked(pod.UID)
 	m.mu.Unlock()
 	m.dispatch(ctx, pod.UID)
 }

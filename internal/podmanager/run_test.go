@@ -146,3 +146,38 @@ func TestRunWatchesPodsAndDeletes(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestDeletionInterruptsABlockedSync(t *testing.T) {
+	pod := testPod("stuck", func(p *corev1.Pod) {
+		p.Spec.Containers[0].Lifecycle = &corev1.Lifecycle{PostStart: &corev1.LifecycleHandler{Sleep: &corev1.SleepAction{Seconds: 1000}}}
+	})
+	env := newTestEnv(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- env.m.Run(ctx) }()
+	eventually(t, "the watch is open", func() bool {
+		env.store.mu.Lock()
+		defer env.store.mu.Unlock()
+		return len(env.store.watchers) > 0
+	})
+	env.store.put(pod)
+	eventually(t, "the container runs its postStart hook", func() bool {
+		c := env.containers("app")
+		return len(c) == 1 && env.called("StartContainer") == 1
+	})
+	p := env.store.pod(pod.UID)
+	now := metav1.NewTime(env.clock.Now())
+	p.DeletionTimestamp, p.DeletionGracePeriodSeconds = &now, ptr.To(int64(3))
+	env.store.put(p)
+	eventually(t, "the pod is deleted although its hook never ends", func() bool { return env.store.pod(pod.UID) == nil })
+	env.rt.mu.Lock()
+	stop := env.rt.stops["app"]
+	env.rt.mu.Unlock()
+	if stop != 3 {
+		t.Fatalf("stop timeout %d", stop)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
