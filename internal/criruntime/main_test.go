@@ -44,6 +44,9 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	if root := os.Getenv(daemonRootEnv); root != "" {
+		os.Exit(runTestDaemon(root))
+	}
 	if os.Geteuid() == 0 {
 		binDir, buildErr = buildBinaries()
 	}
@@ -122,22 +125,36 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 	e := &env{t: t, dirs: d, ipamDir: filepath.Join(root, "cni", "ipam")}
 	e.cgroupRoot = "/peapod-test-" + filepath.Base(root)
 	e.cgroupParent = e.cgroupRoot + "/pod"
-	cg, err := cgroups.New(e.cgroupRoot)
+	e.cfg, err = serviceConfig(d, e.cgroupRoot, runc, slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if _, err := e.cfg.Images.Import(context.Background(), bytes.NewReader(busyboxRootfs(t)), busybox); err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range opts {
+		o(e)
+	}
+	t.Cleanup(e.cleanup)
+	e.start()
+	return e
+}
+
+// serviceConfig wires a runtime on the directories d, as the daemon does.
+func serviceConfig(d dirs.Dirs, cgroupRoot, runc string, log *slog.Logger) (criruntime.Config, error) {
+	cg, err := cgroups.New(cgroupRoot)
+	if err != nil {
+		return criruntime.Config{}, err
 	}
 	imgs, err := image.Open(d.Images())
 	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := imgs.Import(context.Background(), bytes.NewReader(busyboxRootfs(t)), busybox); err != nil {
-		t.Fatal(err)
+		return criruntime.Config{}, err
 	}
 	net, err := network.New(network.Config{PluginDirs: cniPluginDirs, ConfDir: d.CNIConf(), CacheDir: d.CNICache(), IPAMDir: d.CNIIPAM(), Bridge: testBridge, Subnet: testSubnet})
 	if err != nil {
-		t.Fatal(err)
+		return criruntime.Config{}, err
 	}
-	e.cfg = criruntime.Config{
+	return criruntime.Config{
 		Root:          d.Root,
 		RunDir:        d.Run,
 		Runc:          &oci.Runc{Binary: runc, Root: d.RuncRoot()},
@@ -147,14 +164,8 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 		Snapshots:     snapshot.New(d.Snapshots()),
 		Network:       net,
 		Cgroups:       cg,
-		Logger:        slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})),
-	}
-	for _, o := range opts {
-		o(e)
-	}
-	t.Cleanup(e.cleanup)
-	e.start()
-	return e
+		Logger:        log,
+	}, nil
 }
 
 func (e *env) start() {
