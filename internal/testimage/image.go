@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"sync"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
 // DefaultPath is the PATH the image's environment sets, as in Docker's busybox image.
@@ -21,6 +23,13 @@ type Option func(*build) error
 type build struct {
 	config v1.Config
 	layers []v1.Layer
+	oci    bool
+}
+
+// WithOCIMediaTypes makes an OCI image (manifest, config and layer media
+// types) instead of the default Docker schema 2 one.
+func WithOCIMediaTypes() Option {
+	return func(b *build) error { b.oci = true; return nil }
 }
 
 // WithCmd sets the image's Cmd (default ["sh"]).
@@ -109,6 +118,16 @@ func layerFromBytes(data []byte) (v1.Layer, error) {
 	return l, nil
 }
 
+// busyboxLayer is the RootfsTar layer, made once: gzipping busybox for its
+// digest is the slow part of Image, and the result never changes.
+var busyboxLayer = sync.OnceValues(func() (v1.Layer, error) {
+	var rootfs bytes.Buffer
+	if err := RootfsTar(&rootfs); err != nil {
+		return nil, fmt.Errorf("make busybox layer: %w", err)
+	}
+	return layerFromBytes(rootfs.Bytes())
+})
+
 // Image makes a busybox image: one layer from RootfsTar, Env DefaultPath,
 // Cmd ["sh"], for this machine's platform (linux/GOARCH), changed by opts.
 func Image(opts ...Option) (v1.Image, error) {
@@ -118,11 +137,7 @@ func Image(opts ...Option) (v1.Image, error) {
 			return nil, err
 		}
 	}
-	var rootfs bytes.Buffer
-	if err := RootfsTar(&rootfs); err != nil {
-		return nil, fmt.Errorf("make busybox layer: %w", err)
-	}
-	base, err := layerFromBytes(rootfs.Bytes())
+	base, err := busyboxLayer()
 	if err != nil {
 		return nil, err
 	}
@@ -135,7 +150,16 @@ func Image(opts ...Option) (v1.Image, error) {
 	if err != nil {
 		return nil, fmt.Errorf("set image config: %w", err)
 	}
-	img, err = mutate.AppendLayers(img, append([]v1.Layer{base}, b.layers...)...)
+	var layerType types.MediaType
+	if b.oci {
+		img = mutate.ConfigMediaType(mutate.MediaType(img, types.OCIManifestSchema1), types.OCIConfigJSON)
+		layerType = types.OCILayer
+	}
+	adds := []mutate.Addendum{{Layer: base, MediaType: layerType}}
+	for _, l := range b.layers {
+		adds = append(adds, mutate.Addendum{Layer: l, MediaType: layerType})
+	}
+	img, err = mutate.Append(img, adds...)
 	if err != nil {
 		return nil, fmt.Errorf("add image layers: %w", err)
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
 // readTar returns the headers and regular file contents of a tarball, by name.
@@ -266,5 +267,37 @@ func TestRootfsRuns(t *testing.T) {
 	}
 	if want := "root\n/tmp\n" + strings.TrimPrefix(DefaultPath, "PATH=") + "\n"; string(out) != want {
 		t.Errorf("sh in the rootfs printed %q, want %q", out, want)
+	}
+}
+
+func TestOCIImage(t *testing.T) {
+	RequireBinary(t, Busybox, "busybox-static")
+	img, err := Image(WithOCIMediaTypes(), WithFiles(map[string]string{"a": "b"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	host := Registry(t)
+	r, err := name.ParseReference(Push(t, host, "oci", img), name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pulled, err := remote.Image(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := pulled.Manifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.MediaType != types.OCIManifestSchema1 || m.Config.MediaType != types.OCIConfigJSON {
+		t.Errorf("manifest %s with config %s, want OCI types", m.MediaType, m.Config.MediaType)
+	}
+	if len(m.Layers) != 2 {
+		t.Fatalf("%d layers, want 2", len(m.Layers))
+	}
+	for _, l := range m.Layers {
+		if l.MediaType != types.OCILayer {
+			t.Errorf("layer media type %s, want %s", l.MediaType, types.OCILayer)
+		}
 	}
 }
