@@ -90,10 +90,14 @@ func newContainerAnnotations(c *corev1.Container, pod *corev1.Pod, restartCount 
 	return a
 }
 
-// containerHash is the hash of the container's spec (HashContainer): a changed
-// spec (an image change) restarts the container.
+// containerHash is HashContainer: a hash of the fields of a running
+// container's spec that may change (its image), so that an image change
+// restarts it and nothing else (defaulting, a new API version) does.
 func containerHash(c *corev1.Container) string {
-	b, _ := json.Marshal(c)
+	b, _ := json.Marshal(struct {
+		Name  string `json:"name"`
+		Image string `json:"image"`
+	}{c.Name, c.Image})
 	h := fnv.New32a()
 	h.Write(b)
 	return strconv.FormatUint(uint64(h.Sum32()), 16)
