@@ -11,6 +11,7 @@ import (
 	"sync"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/moby/sys/mountinfo"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
@@ -132,6 +133,10 @@ func (s *Service) containerSpec(ctx context.Context, rec *containerRecord, sb *s
 		oci.AddMount(spec, om)
 	}
 
+	if p := rootfsPropagation(config.GetMounts()); p != "" {
+		spec.Linux.RootfsPropagation = p
+	}
+
 	// Resources and cgroup.
 	spec.Linux.CgroupsPath = rec.CgroupPath
 	if r := config.GetLinux().GetResources(); r != nil {
@@ -250,11 +255,69 @@ func ociMount(m *runtimeapi.Mount) (specs.Mount, error) {
 	case runtimeapi.MountPropagation_PROPAGATION_PRIVATE:
 		opts = append(opts, "rprivate")
 	case runtimeapi.MountPropagation_PROPAGATION_HOST_TO_CONTAINER:
+		if err := ensurePropagation(src, "shared:", "master:"); err != nil {
+			return specs.Mount{}, err
+		}
 		opts = append(opts, "rslave")
 	case runtimeapi.MountPropagation_PROPAGATION_BIDIRECTIONAL:
+		if err := ensurePropagation(src, "shared:"); err != nil {
+			return specs.Mount{}, err
+		}
 		opts = append(opts, "rshared")
 	}
 	return specs.Mount{Destination: dst, Type: "bind", Source: src, Options: opts}, nil
+}
+
+// rootfsPropagation is the rootfs propagation the mounts need, as containerd
+// sets it: rshared for a bidirectional mount, else rslave for a
+// host-to-container one (runc's default is rprivate).
+func rootfsPropagation(mounts []*runtimeapi.Mount) string {
+	p := ""
+	for _, m := range mounts {
+		switch m.GetPropagation() {
+		case runtimeapi.MountPropagation_PROPAGATION_BIDIRECTIONAL:
+			return "rshared"
+		case runtimeapi.MountPropagation_PROPAGATION_HOST_TO_CONTAINER:
+			p = "rslave"
+		}
+	}
+	return p
+}
+
+// ensurePropagation checks that the mount holding path propagates as one of
+// kinds ("shared:" or "master:" optional fields of mountinfo), as containerd's
+// ensureShared and ensureSharedOrSlave do: otherwise the propagation asked
+// for could not work.
+func ensurePropagation(path string, kinds ...string) error {
+	real, err := filepath.EvalSymlinks(path)
+	if err != nil {
+		return fmt.Errorf("mount source %s: %w", path, err)
+	}
+	mounts, err := mountinfo.GetMounts(mountinfo.ParentsFilter(real))
+	if err != nil {
+		return fmt.Errorf("find the mount of %s: %w", path, err)
+	}
+	var best *mountinfo.Info
+	for _, m := range mounts {
+		if best == nil || len(m.Mountpoint) > len(best.Mountpoint) {
+			best = m
+		}
+	}
+	if best == nil {
+		return fmt.Errorf("find the mount of %s: none", path)
+	}
+	for _, f := range strings.Fields(best.Optional) {
+		for _, k := range kinds {
+			if strings.HasPrefix(f, k) {
+				return nil
+			}
+		}
+	}
+	want := "shared"
+	if len(kinds) > 1 {
+		want = "shared or slave"
+	}
+	return invalidf("path %q is mounted on %q, which is not a %s mount", path, best.Mountpoint, want)
 }
 
 // applyResources sets the config's cgroup resources on r.

@@ -157,3 +157,74 @@ func TestSeccomp(t *testing.T) {
 		t.Errorf("run_as_group without a user: %v, want InvalidArgument", err)
 	}
 }
+
+// Mount propagation as critest checks it: a mount made on the host below a
+// shared host path appears in rslave and rshared mounts, not in rprivate
+// ones; a mount made in the container appears on the host only with rshared.
+func TestMountPropagation(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	sbc := e.sandboxConfig("propagation", runtimeapi.NamespaceMode_POD)
+	sbc.Linux.SecurityContext.Privileged = true
+	sb := e.runSandbox(sbc)
+	for _, prop := range []runtimeapi.MountPropagation{
+		runtimeapi.MountPropagation_PROPAGATION_PRIVATE,
+		runtimeapi.MountPropagation_PROPAGATION_HOST_TO_CONTAINER,
+		runtimeapi.MountPropagation_PROPAGATION_BIDIRECTIONAL,
+	} {
+		host := t.TempDir()
+		src := filepath.Join(host, "mnt")
+		hostMnt := filepath.Join(src, "fromhost")
+		flagDir := filepath.Join(host, "flag")
+		for _, d := range []string{hostMnt, flagDir} {
+			if err := os.MkdirAll(d, 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+		os.WriteFile(filepath.Join(flagDir, "flag"), nil, 0o644)
+		if err := unix.Mount(src, src, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+			t.Fatal(err)
+		}
+		flag := uintptr(unix.MS_SHARED)
+		if prop == runtimeapi.MountPropagation_PROPAGATION_PRIVATE {
+			flag = unix.MS_PRIVATE
+		}
+		if err := unix.Mount("", src, "", flag|unix.MS_REC, ""); err != nil {
+			t.Fatal(err)
+		}
+		c := containerConfig("prop-"+strings.ToLower(prop.String()), runtimeapi.NamespaceMode_POD, "sleep", "1000")
+		c.Linux.SecurityContext.Privileged = true
+		c.Mounts = []*runtimeapi.Mount{{HostPath: src, ContainerPath: src, Propagation: prop}}
+		id := e.runContainer(sb, sbc, c)
+		if m := e.status(id).GetMounts(); len(m) != 1 || m[0].GetPropagation() != prop {
+			t.Errorf("%v: mounts in status %v", prop, m)
+		}
+
+		if err := unix.Mount(flagDir, hostMnt, "", unix.MS_BIND, ""); err != nil {
+			t.Fatal(err)
+		}
+		seen := strings.TrimSpace(e.execUntil(id, "ls", "-A", hostMnt)) != ""
+		if want := prop != runtimeapi.MountPropagation_PROPAGATION_PRIVATE; seen != want {
+			t.Errorf("%v: host mount seen in the container: %v, want %v", prop, seen, want)
+		}
+		ctrMnt := filepath.Join(src, "fromcontainer")
+		e.execUntil(id, "sh", "-c", "mkdir -p "+ctrMnt+" && mount --bind /etc "+ctrMnt)
+		entries, _ := os.ReadDir(ctrMnt)
+		if want := prop == runtimeapi.MountPropagation_PROPAGATION_BIDIRECTIONAL; (len(entries) > 0) != want {
+			t.Errorf("%v: container mount seen on the host: %v, want %v", prop, len(entries) > 0, want)
+		}
+		if _, err := e.svc.RemoveContainer(ctx, &runtimeapi.RemoveContainerRequest{ContainerId: id}); err != nil {
+			t.Fatal(err)
+		}
+		unix.Unmount(ctrMnt, unix.MNT_DETACH)
+		unix.Unmount(hostMnt, unix.MNT_DETACH)
+		unix.Unmount(src, unix.MNT_DETACH)
+	}
+
+	// rshared on a private host mount is refused.
+	c := containerConfig("refused", runtimeapi.NamespaceMode_POD, "true")
+	c.Mounts = []*runtimeapi.Mount{{HostPath: t.TempDir(), ContainerPath: "/x", Propagation: runtimeapi.MountPropagation_PROPAGATION_BIDIRECTIONAL}}
+	if _, err := e.svc.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{PodSandboxId: sb, Config: c, SandboxConfig: sbc}); code(err) != codes.InvalidArgument {
+		t.Errorf("rshared on a private mount: %v, want InvalidArgument", err)
+	}
+}
