@@ -36,7 +36,6 @@ var (
 	ErrImageNeverPull          = errors.New("ErrImageNeverPull")
 	ErrImageInspect            = errors.New("ImageInspectError")
 	ErrPostStartHook           = errors.New("PostStartHookError")
-	ErrKillContainer           = errors.New("KillContainerError")
 	errContainerConfigNotBuilt = errors.New("not supported yet")
 )
 

@@ -4,6 +4,15 @@
 // CRI interfaces, relists the runtime every second to notice container exits, and
 // writes pod status through one status owner. It reaches the runtime only through
 // k8s.io/cri-api RuntimeService and ImageManagerService.
+//
+// Wiring (cmd/peapod, internal/daemon):
+//
+//	pm := podmanager.New(podmanager.Config{
+//		NodeName: node, Runtime: inproc.NewRuntimeService(rt), Images: inproc.NewImageService(criimage.New(imgs, clk)),
+//		Pods: reg.Pods(), Cgroups: cg, LogRoot: dirs.Logs(), PodsDir: filepath.Join(root, "pods"),
+//		Objects: configMapsAndSecrets /* optional */, Clock: clk, Logger: log,
+//	})
+//	go pm.Run(ctx)            // the API server's LogStreamer is pm (StreamLogs)
 package podmanager
 
 import (
