@@ -28,6 +28,15 @@ func main() {
 	}
 	if os.Getpid() != 1 {
 		os.Stderr.WriteString("Warning: pause should be the first process\n")
+	} else {
+		// The kernel drops signals that PID 1 of a namespace has no handler
+		// for, so pause.c as PID 1 outlives them all. Go's runtime handles
+		// these itself and would exit (with a stack dump for most); ignoring
+		// them keeps a container that shares the PID namespace from ending
+		// the pod with "kill -HUP 1". Real faults still crash: Go ignores
+		// only the ones sent with kill.
+		signal.Ignore(syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGILL, syscall.SIGTRAP, syscall.SIGABRT,
+			syscall.SIGBUS, syscall.SIGFPE, syscall.SIGSEGV, syscall.SIGSTKFLT, syscall.SIGSYS)
 	}
 
 	sigs := make(chan os.Signal, 8)

@@ -282,6 +282,37 @@ func TestShutdownSignals(t *testing.T) {
 	}
 }
 
+func TestIgnoresOtherSignalsAsPID1(t *testing.T) {
+	testimage.RequireRoot(t)
+	p := startPause(t, true)
+	waitReady(t, p)
+	for _, sig := range []syscall.Signal{syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGILL, syscall.SIGTRAP,
+		syscall.SIGABRT, syscall.SIGBUS, syscall.SIGFPE, syscall.SIGSEGV, syscall.SIGSTKFLT, syscall.SIGSYS,
+		syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGALRM, syscall.SIGPIPE, syscall.SIGXCPU, syscall.SIGPWR} {
+		if err := p.cmd.Process.Signal(sig); err != nil {
+			t.Fatalf("send %v: %v", sig, err)
+		}
+	}
+	// Pending signals are delivered lowest number first, so once pause has
+	// reaped another orphan (SIGCHLD is 17) it has handled all those above
+	// except SIGXCPU and SIGPWR, which Go ignores anyway.
+	waitReady(t, p)
+	select {
+	case <-p.done:
+		t.Fatalf("peapod-pause died of a signal pause.c ignores as PID 1: %v, stderr %q", p.err, p.stderr.String())
+	default:
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.wait(t); err != nil {
+		t.Fatalf("want exit status 0 after SIGTERM, got %v; stderr %q", err, p.stderr.String())
+	}
+	if got, want := p.stderr.String(), "Shutting down, got signal: Terminated\n"; got != want {
+		t.Errorf("stderr = %q, want %q", got, want)
+	}
+}
+
 func TestWarnsWhenNotPID1(t *testing.T) {
 	cmd := exec.Command(pauseBin)
 	stderr, err := cmd.StderrPipe()
