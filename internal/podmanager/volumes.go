@@ -624,9 +624,12 @@ func (m *Manager) cleanupPodDir(pod *corev1.Pod) error {
 	if m.cfg.PodsDir == "" || pod.UID == "" {
 		return nil
 	}
-	dir := m.podDir(pod)
-	if _, err := os.Stat(dir); os.IsNotExist(err) {
+	dir, err := filepath.EvalSymlinks(m.podDir(pod))
+	if os.IsNotExist(err) {
 		return nil
+	}
+	if err != nil {
+		return err
 	}
 	infos, err := mountinfo.GetMounts(mountinfo.PrefixFilter(dir))
 	if err != nil {
