@@ -72,6 +72,9 @@ func (s *Service) runPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandb
 		CreatedAt:      s.clock.Now().UnixNano(),
 		CgroupParent:   config.GetLinux().GetCgroupParent(),
 	}
+	if rec.CgroupParent == "" {
+		rec.CgroupParent = s.cfg.DefaultCgroupParent
+	}
 	nsOpts := config.GetLinux().GetSecurityContext().GetNamespaceOptions()
 
 	// The sandbox directory holds the files containers bind-mount.

@@ -45,8 +45,12 @@ type Config struct {
 	// Cgroups reads OOM kills from container cgroups; *cgroups.Manager
 	// implements it. Nil disables OOMKilled detection.
 	Cgroups Cgroups
-	Clock   clock.Clock
-	Logger  *slog.Logger
+	// DefaultCgroupParent is the cgroup parent of sandboxes whose config
+	// names none (crictl, critest); it should be below the Cgroups root so
+	// that their stats and OOM kills can be read. Empty means "/".
+	DefaultCgroupParent string
+	Clock               clock.Clock
+	Logger              *slog.Logger
 }
 
 // Cgroups is what the runtime needs from internal/cgroups.

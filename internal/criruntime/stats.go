@@ -135,14 +135,20 @@ func (s *Service) containerStats(rec *containerRecord) (*runtimeapi.ContainerSta
 func (s *Service) sandboxStats(sb *sandboxRecord) (*runtimeapi.PodSandboxStats, error) {
 	now := s.clock.Now()
 	linux := &runtimeapi.LinuxPodSandboxStats{}
-	// The pod's cgroup is its CgroupParent (the kubelet's pod cgroup); a
-	// sandbox without one is accounted by the pause container's cgroup.
-	path := sb.CgroupParent
-	if path == "" {
-		path = cgroupsPath("", sb.ID)
-	}
 	if s.sandboxState(sb) == runtimeapi.PodSandboxState_SANDBOX_READY {
-		cpu, mem, procs, err := s.cgroupUsage(sb.ID, path, now)
+		// The pod's cgroup is the CgroupParent its config names (the
+		// kubelet's pod cgroup); without one (the default parent is shared)
+		// or when peapod cannot read it, the pause container's cgroup.
+		var cpu *runtimeapi.CpuUsage
+		var mem *runtimeapi.MemoryUsage
+		var procs uint64
+		var err error
+		if sb.Config.GetLinux().GetCgroupParent() != "" {
+			cpu, mem, procs, err = s.cgroupUsage(sb.ID, sb.CgroupParent, now)
+		}
+		if err == nil && cpu == nil {
+			cpu, mem, procs, err = s.cgroupUsage(sb.ID, cgroupsPath(sb.CgroupParent, sb.ID), now)
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -175,8 +181,9 @@ func (s *Service) cgroupUsage(id, path string, now time.Time) (*runtimeapi.CpuUs
 		return nil, nil, 0, nil
 	}
 	st, err := s.cfg.Cgroups.Stats(path)
-	if errors.Is(err, cgroups.ErrNotFound) {
-		// It just exited: its cgroup is gone.
+	if errors.Is(err, cgroups.ErrNotFound) || errors.Is(err, cgroups.ErrInvalidPath) {
+		// It just exited and its cgroup is gone, or the cgroup is not
+		// below the cgroup root peapod manages: no usage to report.
 		return nil, nil, 0, nil
 	}
 	if err != nil {

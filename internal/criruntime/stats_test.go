@@ -68,3 +68,22 @@ func TestStats(t *testing.T) {
 		t.Errorf("ListPodSandboxStats: %v %v", pl, err)
 	}
 }
+
+// A sandbox whose config names no cgroup parent (crictl, critest) goes
+// below DefaultCgroupParent, where OOM kills and usage can be read.
+func TestDefaultCgroupParent(t *testing.T) {
+	e := newEnv(t, func(e *env) { e.cfg.DefaultCgroupParent = e.cgroupParent })
+	sbc := e.sandboxConfig("noparent", runtimeapi.NamespaceMode_POD)
+	sbc.Linux.CgroupParent = ""
+	sb := e.runSandbox(sbc)
+	c := containerConfig("hog", runtimeapi.NamespaceMode_POD, "dd", "if=/dev/zero", "of=/dev/null", "bs=256M", "count=1")
+	c.Linux.Resources = &runtimeapi.LinuxContainerResources{MemoryLimitInBytes: 15 << 20, MemorySwapLimitInBytes: 15 << 20}
+	id := e.runContainer(sb, sbc, c)
+	if st := e.waitExited(id); st.ExitCode != 137 || st.Reason != "OOMKilled" {
+		t.Errorf("container over its memory limit: exit %d reason %q", st.ExitCode, st.Reason)
+	}
+	ps, err := e.svc.PodSandboxStats(context.Background(), &runtimeapi.PodSandboxStatsRequest{PodSandboxId: sb})
+	if err != nil || ps.Stats.GetLinux().GetCpu() == nil || ps.Stats.GetLinux().GetMemory() == nil {
+		t.Errorf("stats of a sandbox in the default parent: %v %v", ps, err)
+	}
+}
