@@ -61,8 +61,11 @@ func startPause(tb testing.TB, newPID bool, args ...string) *pause {
 	tb.Helper()
 	p := &pause{cmd: exec.Command(pauseBin, args...), stderr: &syncBuffer{}, done: make(chan struct{})}
 	p.cmd.Stderr = p.stderr
+	// Pdeathsig also ends pause if the test binary dies before its cleanup runs
+	// (a test timeout panics without running cleanups).
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if newPID {
-		p.cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWPID}
+		p.cmd.SysProcAttr.Cloneflags = syscall.CLONE_NEWPID
 	}
 	if err := p.cmd.Start(); err != nil {
 		tb.Fatalf("start %s: %v", pauseBin, err)
@@ -118,10 +121,16 @@ func runInPauseNS(tb testing.TB, pausePID int, script string, files ...*os.File)
 	errc := make(chan error, 1)
 	go func() {
 		// setns(CLONE_NEWPID) changes only the namespace this thread's future
-		// children are born in; the thread is never unlocked, so Go discards it
-		// when this goroutine returns instead of reusing it.
+		// children are born in. The thread goes back to the test's namespace
+		// before it is unlocked; if that fails it stays locked, and Go
+		// discards it when this goroutine returns.
 		runtime.LockOSThread()
 		errc <- func() error {
+			own, err := os.Open("/proc/self/ns/pid")
+			if err != nil {
+				return fmt.Errorf("open the test's pid namespace: %w", err)
+			}
+			defer own.Close()
 			ns, err := os.Open(fmt.Sprintf("/proc/%d/ns/pid", pausePID))
 			if err != nil {
 				return fmt.Errorf("open pause's pid namespace: %w", err)
@@ -130,6 +139,11 @@ func runInPauseNS(tb testing.TB, pausePID int, script string, files ...*os.File)
 			if err := unix.Setns(int(ns.Fd()), unix.CLONE_NEWPID); err != nil {
 				return fmt.Errorf("join pause's pid namespace: %w", err)
 			}
+			defer func() {
+				if unix.Setns(int(own.Fd()), unix.CLONE_NEWPID) == nil {
+					runtime.UnlockOSThread()
+				}
+			}()
 			// Output goes to a file, not a pipe: the orphans inherit it, and
 			// exec would wait for a pipe until the last of them exits.
 			out, err := os.CreateTemp(dir, "out")
