@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -240,7 +241,8 @@ func (c *cpuRates) forget(id string) {
 	delete(c.last, id)
 }
 
-// writableLayerUsage is the size and inode count of the container's
+// writableLayerUsage is the disk usage (allocated blocks, as du and
+// containerd's fs.DiskUsage count them) and inode count of the container's
 // snapshot upper directory.
 func (s *Service) writableLayerUsage(id string, now time.Time) *runtimeapi.FilesystemUsage {
 	upper := filepath.Join(s.cfg.Root, "snapshots", id, "upper")
@@ -250,8 +252,10 @@ func (s *Service) writableLayerUsage(id string, now time.Time) *runtimeapi.Files
 			return nil
 		}
 		inodes++
-		if info, err := d.Info(); err == nil && info.Mode().IsRegular() {
-			bytes += uint64(info.Size())
+		if info, err := d.Info(); err == nil {
+			if st, ok := info.Sys().(*syscall.Stat_t); ok {
+				bytes += uint64(st.Blocks) * 512
+			}
 		}
 		return nil
 	})
