@@ -39,15 +39,20 @@ func main() {
 			syscall.SIGBUS, syscall.SIGFPE, syscall.SIGSEGV, syscall.SIGSTKFLT, syscall.SIGSYS)
 	}
 
-	sigs := make(chan os.Signal, 8)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGCHLD)
+	// Separate channels, because Notify drops a signal when its channel is
+	// full: a burst of SIGCHLD must not crowd out SIGTERM. One slot each is
+	// enough, as a pending SIGCHLD already stands for any further exits.
+	children := make(chan os.Signal, 1)
+	shutdown := make(chan os.Signal, 1)
+	signal.Notify(children, syscall.SIGCHLD)
+	signal.Notify(shutdown, syscall.SIGINT, syscall.SIGTERM)
 	// Children may have exited before Notify took effect; their SIGCHLD is lost.
 	reap()
-	for sig := range sigs {
-		switch sig {
-		case syscall.SIGCHLD:
+	for {
+		select {
+		case <-children:
 			reap()
-		case syscall.SIGINT, syscall.SIGTERM:
+		case sig := <-shutdown:
 			os.Stderr.WriteString("Shutting down, got signal: " + signalName(sig) + "\n")
 			os.Exit(0)
 		}
