@@ -63,6 +63,10 @@ func TestStats(t *testing.T) {
 	if l.GetNetwork().GetDefaultInterface().GetName() != "eth0" {
 		t.Errorf("sandbox network stats: %v", l.GetNetwork())
 	}
+	metrics, err := e.svc.ListPodSandboxMetrics(ctx, &runtimeapi.ListPodSandboxMetricsRequest{})
+	if err != nil || len(metrics.PodMetrics) != 1 || metrics.PodMetrics[0].PodSandboxId != sb || len(metrics.PodMetrics[0].ContainerMetrics) != 1 || len(metrics.PodMetrics[0].Metrics) == 0 {
+		t.Errorf("ListPodSandboxMetrics: %v %v", metrics, err)
+	}
 	pl, err := e.svc.ListPodSandboxStats(ctx, &runtimeapi.ListPodSandboxStatsRequest{Filter: &runtimeapi.PodSandboxStatsFilter{LabelSelector: map[string]string{"app": "stats"}}})
 	if err != nil || len(pl.Stats) != 1 {
 		t.Errorf("ListPodSandboxStats: %v %v", pl, err)

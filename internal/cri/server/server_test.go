@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -152,6 +153,32 @@ func TestServeOverSocket(t *testing.T) {
 	}
 	if _, err := rc.Exec(ctx, &runtimeapi.ExecRequest{ContainerId: c.ContainerId, Cmd: []string{"true"}}); status.Code(err) != codes.Unimplemented {
 		t.Errorf("Exec: %v", err)
+	}
+	// Streaming lists (KEP 5825) end with EOF after every item once.
+	ps, err := rc.StreamPodSandboxes(ctx, &runtimeapi.StreamPodSandboxesRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pods []*runtimeapi.PodSandbox
+	for {
+		m, err := ps.Recv()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		pods = append(pods, m.PodSandboxes...)
+	}
+	if len(pods) != 1 || pods[0].Id != sb.PodSandboxId {
+		t.Errorf("StreamPodSandboxes: %v", pods)
+	}
+	cs, err := rc.StreamContainers(ctx, &runtimeapi.StreamContainersRequest{Filter: &runtimeapi.ContainerFilter{Id: "nope"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m, err := cs.Recv(); err != io.EOF {
+		t.Errorf("StreamContainers with no match: %v %v, want EOF", m, err)
 	}
 	if _, err := rc.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: sb.PodSandboxId}); err != nil {
 		t.Fatal(err)
