@@ -47,6 +47,14 @@ func runTests(m *testing.M) int {
 	return m.Run()
 }
 
+// requireNamespaces checks what tests that run pause in a new PID namespace
+// need: root, and busybox to spawn processes there.
+func requireNamespaces(tb testing.TB) {
+	tb.Helper()
+	testimage.RequireRoot(tb)
+	testimage.RequireBinary(tb, "/bin/busybox", "busybox-static")
+}
+
 // pause is a running peapod-pause.
 type pause struct {
 	cmd    *exec.Cmd
@@ -230,7 +238,7 @@ func waitReady(tb testing.TB, p *pause) {
 }
 
 func TestReapsOrphans(t *testing.T) {
-	testimage.RequireRoot(t)
+	requireNamespaces(t)
 	const orphans = 150
 	p := startPause(t, true)
 	pid := p.cmd.Process.Pid
@@ -272,7 +280,7 @@ func TestReapsOrphans(t *testing.T) {
 }
 
 func TestShutdownSignals(t *testing.T) {
-	testimage.RequireRoot(t)
+	requireNamespaces(t)
 	for _, tc := range []struct {
 		sig  syscall.Signal
 		line string
@@ -297,7 +305,7 @@ func TestShutdownSignals(t *testing.T) {
 }
 
 func TestIgnoresOtherSignalsAsPID1(t *testing.T) {
-	testimage.RequireRoot(t)
+	requireNamespaces(t)
 	p := startPause(t, true)
 	waitReady(t, p)
 	for _, sig := range []syscall.Signal{syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGILL, syscall.SIGTRAP,
@@ -414,7 +422,7 @@ func TestStaticallyLinked(t *testing.T) {
 // memory; and private-2pods-KiB, its private memory once a second pause
 // shares the binary's pages, which is what each further pod costs.
 func BenchmarkPauseMemory(b *testing.B) {
-	testimage.RequireRoot(b)
+	requireNamespaces(b)
 	var rss, pss, private, anon, private2 float64
 	for b.Loop() {
 		p := startPause(b, true)
