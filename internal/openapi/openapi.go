@@ -55,20 +55,17 @@ func Handler() (http.Handler, error) {
 	mux := http.NewServeMux()
 	mux.Handle("/openapi/v2", newV2Handler(d.v2))
 	v3 := handler3.NewOpenAPIService()
-	if err := v3.RegisterOpenAPIV3VersionedService("/openapi/v3", prefixMux{mux}); err != nil {
-		return nil, err
-	}
+	mux.HandleFunc("/openapi/v3", v3.HandleDiscovery)
 	for _, g := range d.groups {
-		v3.UpdateGroupVersionLazy(strings.TrimPrefix(g.prefix, "/"), d.v3[g.prefix])
+		gv := strings.TrimPrefix(g.prefix, "/")
+		v3.UpdateGroupVersionLazy(gv, d.v3[g.prefix])
+		// Each group version on its own path, so that any other is a 404
+		// (kube-openapi's prefix handler answers an unknown one with an
+		// empty 200).
+		mux.HandleFunc("/openapi/v3/"+gv, v3.HandleGroupVersion)
 	}
 	return mux, nil
 }
-
-// prefixMux adapts http.ServeMux (a pattern ending in "/" matches the
-// subtree) to kube-openapi's PathHandlerByGroupVersion.
-type prefixMux struct{ *http.ServeMux }
-
-func (m prefixMux) HandlePrefix(path string, h http.Handler) { m.Handle(path, h) }
 
 // documents holds the lazily built specs.
 type documents struct {
