@@ -76,6 +76,15 @@ func TestPodSharesNetwork(t *testing.T) {
 		t.Errorf("ListContainers by sandbox and state: %v %v", list, err)
 	}
 
+	// Pod-level resources are recorded.
+	if _, err := e.svc.UpdatePodSandboxResources(ctx, &runtimeapi.UpdatePodSandboxResourcesRequest{PodSandboxId: sb,
+		Resources: &runtimeapi.LinuxContainerResources{CpuShares: 300}}); err != nil {
+		t.Errorf("UpdatePodSandboxResources: %v", err)
+	}
+	if _, err := e.svc.UpdatePodSandboxResources(ctx, &runtimeapi.UpdatePodSandboxResourcesRequest{PodSandboxId: "unknown"}); code(err) != codes.NotFound {
+		t.Errorf("UpdatePodSandboxResources of an unknown sandbox: %v", err)
+	}
+
 	// A second sandbox with the same metadata is refused.
 	if _, err := e.svc.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: sbc}); code(err) != codes.AlreadyExists {
 		t.Errorf("second sandbox with the same name: %v, want AlreadyExists", err)

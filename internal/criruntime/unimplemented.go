@@ -39,6 +39,3 @@ func (s *Service) RestorePod(context.Context, *runtimeapi.RestorePodRequest) (*r
 	return nil, unimplemented("RestorePod")
 }
 
-func (s *Service) UpdatePodSandboxResources(context.Context, *runtimeapi.UpdatePodSandboxResourcesRequest) (*runtimeapi.UpdatePodSandboxResourcesResponse, error) {
-	return nil, unimplemented("UpdatePodSandboxResources")
-}
