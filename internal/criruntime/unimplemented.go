@@ -38,4 +38,3 @@ func (s *Service) CheckpointPod(context.Context, *runtimeapi.CheckpointPodReques
 func (s *Service) RestorePod(context.Context, *runtimeapi.RestorePodRequest) (*runtimeapi.RestorePodResponse, error) {
 	return nil, unimplemented("RestorePod")
 }
-
