@@ -419,26 +419,34 @@ func TestStaticallyLinked(t *testing.T) {
 // of its own PID namespace, as in a pod: rss-KiB, pss-KiB and private-KiB
 // (Private_Clean + Private_Dirty) of a lone pause, whose binary's mapped pages
 // count as private because no other process maps them; anon-KiB, its own
-// memory; and private-2pods-KiB, its private memory once a second pause
-// shares the binary's pages, which is what each further pod costs.
+// memory; private-2pods-KiB, its private memory once a second pause shares the
+// binary's pages; and pss-20pods-KiB, the mean proportional set size of 20
+// pauses running together (how the runtime's per-pod overhead is counted).
 func BenchmarkPauseMemory(b *testing.B) {
 	requireNamespaces(b)
-	var rss, pss, private, anon, private2 float64
+	const pods = 20
+	var rss, pss, private, anon, private2, pss20 float64
 	for b.Loop() {
-		p := startPause(b, true)
-		waitReady(b, p)
-		m := smapsRollup(b, p.cmd.Process.Pid)
-		rss += float64(m["Rss"])
-		pss += float64(m["Pss"])
-		private += float64(m["Private_Clean"] + m["Private_Dirty"])
-		anon += float64(m["Anonymous"])
-
-		second := startPause(b, true)
-		waitReady(b, second)
-		m = smapsRollup(b, p.cmd.Process.Pid)
-		private2 += float64(m["Private_Clean"] + m["Private_Dirty"])
-
-		for _, p := range []*pause{p, second} {
+		running := make([]*pause, pods)
+		for i := range running {
+			running[i] = startPause(b, true)
+			waitReady(b, running[i])
+			switch i {
+			case 0:
+				m := smapsRollup(b, running[0].cmd.Process.Pid)
+				rss += float64(m["Rss"])
+				pss += float64(m["Pss"])
+				private += float64(m["Private_Clean"] + m["Private_Dirty"])
+				anon += float64(m["Anonymous"])
+			case 1:
+				m := smapsRollup(b, running[0].cmd.Process.Pid)
+				private2 += float64(m["Private_Clean"] + m["Private_Dirty"])
+			}
+		}
+		for _, p := range running {
+			pss20 += float64(smapsRollup(b, p.cmd.Process.Pid)["Pss"]) / pods
+		}
+		for _, p := range running {
 			_ = p.cmd.Process.Kill()
 			<-p.done
 		}
@@ -449,6 +457,7 @@ func BenchmarkPauseMemory(b *testing.B) {
 	b.ReportMetric(private/n, "private-KiB")
 	b.ReportMetric(anon/n, "anon-KiB")
 	b.ReportMetric(private2/n, "private-2pods-KiB")
+	b.ReportMetric(pss20/n, "pss-20pods-KiB")
 }
 
 // smapsRollup returns the kB fields of /proc/PID/smaps_rollup.
