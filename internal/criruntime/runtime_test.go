@@ -109,6 +109,10 @@ func TestSharedPIDNamespace(t *testing.T) {
 		t.Errorf("ps in the container does not show /pause as PID 1:\n%s", out)
 	}
 
+	// Orphans that exit are reaped by pause: no zombie stays.
+	e.execUntil(c, "sh", "-c", "for i in 1 2 3 4 5 6 7 8 9 10; do (sleep 0.01 &); done")
+	e.execUntil(c, "sh", "-c", "! ps -o stat | grep -q Z")
+
 	// With its own PID namespace, the container's process is PID 1.
 	own := e.runContainer(sb, sbc, containerConfig("own", runtimeapi.NamespaceMode_CONTAINER, "sleep", "1000"))
 	out = e.execUntil(own, "ps", "-o", "pid,args")
