@@ -36,7 +36,8 @@ type Entry struct {
 	Type byte
 	// Content of a regular file.
 	Content string
-	// Target of a symbolic or hard link.
+	// Target of a symbolic link, or for a hard link the path inside the
+	// image of the file it links to.
 	Target string
 	// Mode is the permission bits; 0 means 0644 for files, 0755 for
 	// directories and 0777 for symbolic links.
