@@ -34,8 +34,10 @@ func (s *Service) ListContainers(ctx context.Context, req *runtimeapi.ListContai
 			Id:           r.ID,
 			PodSandboxId: r.SandboxID,
 			Metadata:     r.Config.GetMetadata(),
-			Image:        imageSpec(r),
-			ImageRef:     imageRef(r),
+			// As containerd: the config's image and the image ID, which
+			// the kubelet's image GC matches against ListImages.
+			Image:        r.Config.GetImage(),
+			ImageRef:     r.ImageRef,
 			ImageId:      r.ImageRef,
 			State:        r.State,
 			CreatedAt:    r.CreatedAt,
