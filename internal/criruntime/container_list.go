@@ -36,13 +36,13 @@ func (s *Service) ListContainers(ctx context.Context, req *runtimeapi.ListContai
 			Metadata:     r.Config.GetMetadata(),
 			// As containerd: the config's image and the image ID, which
 			// the kubelet's image GC matches against ListImages.
-			Image:        r.Config.GetImage(),
-			ImageRef:     r.ImageRef,
-			ImageId:      r.ImageRef,
-			State:        r.State,
-			CreatedAt:    r.CreatedAt,
-			Labels:       r.Config.GetLabels(),
-			Annotations:  r.Config.GetAnnotations(),
+			Image:       r.Config.GetImage(),
+			ImageRef:    r.ImageRef,
+			ImageId:     r.ImageRef,
+			State:       r.State,
+			CreatedAt:   r.CreatedAt,
+			Labels:      r.Config.GetLabels(),
+			Annotations: r.Config.GetAnnotations(),
 		})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].CreatedAt < out[j].CreatedAt })
