@@ -38,6 +38,8 @@ func newScheme() *runtime.Scheme {
 	}
 	metav1.AddToGroupVersion(s, schema.GroupVersion{Version: "v1"})
 	s.AddKnownTypes(schema.GroupVersion{Version: "v1"}, &metav1.TableOptions{})
+	// Clients send DeleteOptions as meta.k8s.io/v1 too.
+	s.AddKnownTypes(metav1.SchemeGroupVersion, &metav1.DeleteOptions{})
 	return s
 }
 
@@ -112,16 +114,9 @@ func (s *Server) decodeObject(w http.ResponseWriter, r *http.Request, res *regis
 	if err != nil {
 		return nil, err
 	}
-	var dec runtime.Decoder
-	switch ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); ct {
-	case "", "application/json":
-		dec = strictJSON
-	case "application/yaml":
-		dec = strictYAML
-	case runtime.ContentTypeProtobuf:
-		dec = protobufCodec
-	default:
-		return nil, unsupportedMediaType("the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf")
+	dec, err := bodyDecoder(r)
+	if err != nil {
+		return nil, err
 	}
 	into := res.New()
 	obj, gvk, err := dec.Decode(data, &schema.GroupVersionKind{Version: "v1", Kind: res.Kind}, into)
@@ -149,6 +144,19 @@ func (s *Server) decodeObject(w http.ResponseWriter, r *http.Request, res *regis
 		}
 	}
 	return typed, nil
+}
+
+// bodyDecoder picks the decoder for the request's Content-Type.
+func bodyDecoder(r *http.Request) (runtime.Decoder, error) {
+	switch ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); ct {
+	case "", "application/json":
+		return strictJSON, nil
+	case "application/yaml":
+		return strictYAML, nil
+	case runtime.ContentTypeProtobuf:
+		return protobufCodec, nil
+	}
+	return nil, unsupportedMediaType("the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf")
 }
 
 func fieldValidation(r *http.Request) (string, error) {

@@ -1,7 +1,6 @@
 package apiserver
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/http"
 
@@ -9,6 +8,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 )
 
 // deleteOptions reads DeleteOptions from the body (kubectl sends them
@@ -20,8 +20,16 @@ func (s *Server) deleteOptions(r *http.Request) (*metav1.DeleteOptions, error) {
 		return nil, err
 	}
 	if len(data) > 0 {
-		if err := json.Unmarshal(data, o); err != nil {
+		dec, err := bodyDecoder(r)
+		if err != nil {
+			return nil, err
+		}
+		obj, _, err := dec.Decode(data, &schema.GroupVersionKind{Version: "v1", Kind: "DeleteOptions"}, o)
+		if err != nil && !runtime.IsStrictDecodingError(err) {
 			return nil, apierrors.NewBadRequest(fmt.Sprintf("invalid DeleteOptions: %v", err))
+		}
+		if obj, ok := obj.(*metav1.DeleteOptions); ok {
+			o = obj
 		}
 	}
 	if len(r.URL.Query()) > 0 {

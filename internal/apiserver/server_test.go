@@ -39,7 +39,11 @@ func (fakeLogs) StreamLogs(ctx context.Context, pod *corev1.Pod, o *corev1.PodLo
 
 func startServer(t *testing.T) *testServer {
 	t.Helper()
-	dir := t.TempDir()
+	return startServerIn(t, t.TempDir())
+}
+
+func startServerIn(t *testing.T, dir string) *testServer {
+	t.Helper()
 	st, err := registry.OpenStore(dir)
 	if err != nil {
 		t.Fatal(err)
