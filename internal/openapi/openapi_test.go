@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/openapi3"
@@ -419,5 +420,39 @@ func BenchmarkBuild(b *testing.B) {
 				b.Fatal(rec.Code, err)
 			}
 		}
+	}
+}
+
+func TestTypeConverter(t *testing.T) {
+	tc, err := TypeConverter()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pod := &corev1.Pod{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
+		ObjectMeta: metav1.ObjectMeta{Name: "web", Labels: map[string]string{"app": "web"}},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "server", Image: "busybox"}}},
+	}
+	typed, err := tc.ObjectToTyped(pod)
+	if err != nil {
+		t.Fatalf("Pod to typed: %v", err)
+	}
+	// containers merge by name: changing one image is one field.
+	changed := pod.DeepCopy()
+	changed.Spec.Containers[0].Image = "busybox:1.36"
+	typed2, err := tc.ObjectToTyped(changed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmp, err := typed.Compare(typed2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cmp.Modified.String(); !strings.Contains(got, `.spec.containers[name="server"].image`) {
+		t.Errorf("modified fields %s", got)
+	}
+	event := &eventsv1.Event{TypeMeta: metav1.TypeMeta{APIVersion: "events.k8s.io/v1", Kind: "Event"}, ObjectMeta: metav1.ObjectMeta{Name: "e"}}
+	if _, err := tc.ObjectToTyped(event); err != nil {
+		t.Errorf("events.k8s.io Event to typed: %v", err)
 	}
 }
