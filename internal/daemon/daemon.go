@@ -1,0 +1,189 @@
+// Package daemon wires peapod's layers into one process: the API server and
+// its store, the pod manager, and the CRI runtime it drives in-process.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+
+	"k8s.io/utils/clock"
+
+	"github.com/peapod-dev/peapod/internal/apiserver"
+	"github.com/peapod-dev/peapod/internal/cgroups"
+	"github.com/peapod-dev/peapod/internal/cri/inproc"
+	criserver "github.com/peapod-dev/peapod/internal/cri/server"
+	"github.com/peapod-dev/peapod/internal/criimage"
+	"github.com/peapod-dev/peapod/internal/criruntime"
+	"github.com/peapod-dev/peapod/internal/dirs"
+	"github.com/peapod-dev/peapod/internal/image"
+	plog "github.com/peapod-dev/peapod/internal/log"
+	"github.com/peapod-dev/peapod/internal/network"
+	"github.com/peapod-dev/peapod/internal/oci"
+	"github.com/peapod-dev/peapod/internal/podmanager"
+	"github.com/peapod-dev/peapod/internal/registry"
+	"github.com/peapod-dev/peapod/internal/snapshot"
+)
+
+// Options configure `peapod serve`.
+type Options struct {
+	Dirs          dirs.Dirs
+	Address       string   // API server listen address
+	NodeName      string   // the node's name; the hostname by default
+	CgroupRoot    string   // parent of the QoS and pod cgroups
+	Bridge        string   // CNI bridge of the default network
+	Subnet        string   // pod subnet of the default network
+	PluginDirs    []string // where the CNI plugins are
+	Runc          string   // runc binary (name or path)
+	PauseBinary   string   // peapod-pause (name beside peapod, or a path)
+	MonitorBinary string   // peapod-monitor (likewise)
+	CRISocket     string   // CRI gRPC socket; RUN/cri.sock by default
+	Logger        *slog.Logger
+}
+
+// Run serves until ctx is cancelled. Containers keep running when it returns:
+// they belong to their monitors, not to the daemon.
+func Run(ctx context.Context, o Options) (retErr error) {
+	if err := preflight(&o); err != nil {
+		return err
+	}
+	log := o.Logger
+	ctx = plog.WithLogger(ctx, log)
+	if o.NodeName == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return fmt.Errorf("node name: %w", err)
+		}
+		o.NodeName = h
+	}
+	for _, dir := range []string{o.Dirs.Root, o.Dirs.Run, o.Dirs.Logs()} {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return fmt.Errorf("create state directory: %w", err)
+		}
+	}
+	clk := clock.RealClock{}
+
+	images, err := image.Open(o.Dirs.Images(), image.WithRegistries(o.Dirs.RegistryConf(), o.Dirs.AuthFile()))
+	if err != nil {
+		return fmt.Errorf("open image store: %w", err)
+	}
+	netw, err := network.New(network.Config{
+		PluginDirs: o.PluginDirs,
+		ConfDir:    o.Dirs.CNIConf(),
+		CacheDir:   o.Dirs.CNICache(),
+		IPAMDir:    o.Dirs.CNIIPAM(),
+		Bridge:     o.Bridge,
+		Subnet:     o.Subnet,
+	})
+	if err != nil {
+		return fmt.Errorf("pod network: %w", err)
+	}
+	cg, err := cgroups.New(o.CgroupRoot)
+	if err != nil {
+		return fmt.Errorf("cgroups: %w", err)
+	}
+	rt, err := criruntime.New(ctx, criruntime.Config{
+		Root:          o.Dirs.Root,
+		RunDir:        o.Dirs.Run,
+		Runc:          &oci.Runc{Binary: o.Runc, Root: o.Dirs.RuncRoot()},
+		MonitorBinary: o.MonitorBinary,
+		PauseBinary:   o.PauseBinary,
+		Images:        images,
+		Snapshots:     snapshot.New(o.Dirs.Snapshots()),
+		Network:       netw,
+		Cgroups:       cg,
+		Clock:         clk,
+		Logger:        log.With("component", "runtime"),
+	})
+	if err != nil {
+		return fmt.Errorf("start runtime: %w", err)
+	}
+	defer func() { retErr = errors.Join(retErr, rt.Close()) }()
+	imageServer := criimage.New(images, clk)
+	runtimeSvc := inproc.NewRuntimeService(rt)
+	imageSvc := inproc.NewImageService(imageServer)
+
+	st, err := registry.OpenStore(o.Dirs.Root)
+	if err != nil {
+		return fmt.Errorf("open API store: %w", err)
+	}
+	defer func() { retErr = errors.Join(retErr, st.Close()) }()
+	reg, err := registry.New(st, clk, o.NodeName)
+	if err != nil {
+		return fmt.Errorf("API registry: %w", err)
+	}
+
+	pm := podmanager.New(podmanager.Config{
+		NodeName: o.NodeName,
+		Runtime:  runtimeSvc,
+		Images:   imageSvc,
+		Pods:     reg.Pods(),
+		Cgroups:  cg,
+		LogRoot:  o.Dirs.Logs(),
+		PodsDir:  o.Dirs.Pods(),
+		Clock:    clk,
+		Logger:   log.With("component", "podmanager"),
+	})
+	api, err := apiserver.New(apiserver.Config{
+		Addr:     o.Address,
+		Dir:      o.Dirs.Root,
+		Registry: reg,
+		Logs:     pm,
+		Logger:   log.With("component", "apiserver"),
+	})
+	if err != nil {
+		return fmt.Errorf("API server: %w", err)
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	criSocket := o.CRISocket
+	if criSocket == "" {
+		criSocket = o.Dirs.CRISocket()
+	}
+	criReady := make(chan struct{})
+	criDone := make(chan error, 1)
+	go func() {
+		criDone <- criserver.Serve(ctx, criSocket, rt, imageServer, func() { close(criReady) })
+	}()
+	select {
+	case <-criReady:
+	case err := <-criDone:
+		return fmt.Errorf("serve CRI: %w", err)
+	}
+	pmDone := make(chan error, 1)
+	go func() { pmDone <- pm.Run(ctx) }()
+	if err := api.Start(ctx); err != nil {
+		cancel()
+		<-pmDone
+		<-criDone
+		return fmt.Errorf("start API server: %w", err)
+	}
+	log.Info("peapod is ready", "api", api.Addr(), "kubeconfig", o.Dirs.Kubeconfig(), "cri", criSocket, "node", o.NodeName, "root", o.Dirs.Root)
+
+	select {
+	case <-ctx.Done():
+	case err := <-pmDone:
+		if err != nil {
+			retErr = fmt.Errorf("pod manager: %w", err)
+		}
+		cancel()
+	case err := <-criDone:
+		retErr = fmt.Errorf("CRI server: %w", err)
+		cancel()
+		criDone <- nil
+	}
+	log.Info("shutting down; containers keep running")
+	shutdownCtx, done := context.WithTimeout(context.WithoutCancel(ctx), 10e9)
+	defer done()
+	retErr = errors.Join(retErr, api.Shutdown(shutdownCtx))
+	if err := <-pmDone; err != nil && !errors.Is(err, context.Canceled) && retErr == nil {
+		retErr = fmt.Errorf("pod manager: %w", err)
+	}
+	if err := <-criDone; err != nil && retErr == nil {
+		retErr = fmt.Errorf("CRI server: %w", err)
+	}
+	return retErr
+}

@@ -1,0 +1,105 @@
+package e2e
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+)
+
+// Invalid pods are refused with a Status naming the field, and nothing is created.
+func TestInvalidPodsRefused(t *testing.T) {
+	d := startDaemon(t)
+	cases := []struct {
+		name, manifest, want string
+	}{
+		{"missing image", `{"apiVersion":"v1","kind":"Pod","metadata":{"name":"noimage"},"spec":{"containers":[{"name":"a"}]}}`,
+			`spec.containers[0].image: Required value`},
+		{"duplicate names", `{"apiVersion":"v1","kind":"Pod","metadata":{"name":"dup"},"spec":{"containers":[{"name":"a","image":"busybox"},{"name":"a","image":"busybox"}]}}`,
+			`spec.containers[1].name: Duplicate value: "a"`},
+		{"invalid name", `{"apiVersion":"v1","kind":"Pod","metadata":{"name":"Bad_Name"},"spec":{"containers":[{"name":"a","image":"busybox"}]}}`,
+			`metadata.name: Invalid value: "Bad_Name"`},
+		{"no containers", `{"apiVersion":"v1","kind":"Pod","metadata":{"name":"empty"},"spec":{"containers":[]}}`,
+			`spec.containers: Required value`},
+	}
+	for _, c := range cases {
+		out, err := d.kubectlStdin(c.manifest, "create", "--validate=false", "-f", "-")
+		if err == nil || !strings.Contains(out, c.want) {
+			t.Errorf("%s: kubectl create err=%v, want an error naming %q; got:\n%s", c.name, err, c.want, out)
+		}
+	}
+	// Unknown fields under strict field validation, as kubectl's default --validate=strict asks.
+	out, err := d.kubectlStdin(`{"apiVersion":"v1","kind":"Pod","metadata":{"name":"unknown"},"spec":{"bogus":1,"containers":[{"name":"a","image":"busybox"}]}}`,
+		"create", "--raw", "/api/v1/namespaces/default/pods?fieldValidation=Strict", "-f", "-")
+	if err == nil || !strings.Contains(out, `unknown field "spec.bogus"`) {
+		t.Errorf("unknown field: err=%v, want an error naming spec.bogus; got:\n%s", err, out)
+	}
+	if list := d.mustKubectl("get", "pods", "-o", "name"); strings.TrimSpace(list) != "" {
+		t.Errorf("refused pods were created: %s", list)
+	}
+}
+
+// A pod whose image is absent waits with the kubelet's reason; nothing else breaks.
+func TestMissingImage(t *testing.T) {
+	d := startDaemon(t)
+	const manifest = `{"apiVersion":"v1","kind":"Pod","metadata":{"name":"noimg"},"spec":{"terminationGracePeriodSeconds":1,"containers":[{"name":"a","image":"example.test/absent:1","imagePullPolicy":"Never"}]}}`
+	if out, err := d.kubectlStdin(manifest, "create", "--validate=false", "-f", "-"); err != nil {
+		t.Fatalf("create: %v\n%s", err, out)
+	}
+	p := d.waitPod("default", "noimg", 30*time.Second, "waiting with ErrImageNeverPull", func(p *corev1.Pod) bool {
+		return len(p.Status.ContainerStatuses) == 1 && p.Status.ContainerStatuses[0].State.Waiting != nil &&
+			p.Status.ContainerStatuses[0].State.Waiting.Reason == "ErrImageNeverPull"
+	})
+	if p.Status.Phase != corev1.PodPending || p.Status.ContainerStatuses[0].State.Waiting.Message == "" {
+		t.Errorf("want Pending with a message, got %s %+v", p.Status.Phase, p.Status.ContainerStatuses[0].State.Waiting)
+	}
+	if table := d.mustKubectl("get", "pods"); !strings.Contains(table, "ErrImageNeverPull") {
+		t.Errorf("kubectl get pods does not show the reason:\n%s", table)
+	}
+	d.mustKubectl("delete", "pod", "noimg")
+	d.waitGone("default", "noimg", 30*time.Second)
+	d.assertNoLeaks()
+}
+
+// peapod serve refuses to start when a prerequisite is missing, naming it.
+func TestServePreflight(t *testing.T) {
+	empty := t.TempDir()
+	cases := []struct {
+		name string
+		args []string
+		cred bool
+		want string
+	}{
+		{"no runc", []string{"--runc", filepath.Join(empty, "runc")}, false, "runc"},
+		{"no CNI plugins", []string{"--cni-plugin-dir", empty}, false, "containernetworking-plugins"},
+		{"not root", nil, true, "root"},
+	}
+	for _, c := range cases {
+		args := append([]string{"serve", "--root", t.TempDir(), "--address", "127.0.0.1:0"}, c.args...)
+		cmd := exec.Command(filepath.Join(binDir, "peapod"), args...)
+		if c.cred {
+			cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+			cmd.Dir = os.TempDir()
+		}
+		done := make(chan struct{})
+		var out []byte
+		var err error
+		go func() { out, err = cmd.CombinedOutput(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			cmd.Process.Kill()
+			<-done
+			t.Errorf("%s: peapod serve kept running", c.name)
+			continue
+		}
+		if err == nil || !strings.Contains(string(out), c.want) {
+			t.Errorf("%s: err=%v, want an error naming %q; output:\n%s", c.name, err, c.want, out)
+		}
+	}
+}

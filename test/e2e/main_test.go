@@ -1,0 +1,80 @@
+// Package e2e drives a live peapod daemon with the real kubectl, as a user would.
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+)
+
+var (
+	binDir     string // peapod, peapod-pause, peapod-monitor built from this tree
+	busyboxTar string // a busybox root filesystem for `peapod image import`
+)
+
+func TestMain(m *testing.M) {
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	if err := prerequisites(); err != nil {
+		if os.Getenv("CI") == "true" {
+			fmt.Fprintln(os.Stderr, "e2e: missing prerequisite:", err)
+			return 1
+		}
+		fmt.Fprintln(os.Stderr, "e2e: skipping, missing prerequisite:", err)
+		return 0
+	}
+	tmp, err := os.MkdirTemp("", "peapod-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(tmp)
+	// Readable by everyone: one test runs peapod as an unprivileged user.
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	binDir = filepath.Join(tmp, "bin")
+	build := exec.Command("go", "build", "-o", binDir+"/", "./cmd/...")
+	build.Dir = "../.."
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: build: %v\n%s", err, out)
+		return 1
+	}
+	busyboxTar = filepath.Join(tmp, "busybox.tar")
+	if out, err := exec.Command("bash", "../../scripts/busybox-rootfs.sh", busyboxTar).CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: busybox rootfs: %v\n%s", err, out)
+		return 1
+	}
+	return m.Run()
+}
+
+func prerequisites() error {
+	if os.Geteuid() != 0 {
+		return fmt.Errorf("the end-to-end tests run as root")
+	}
+	for _, b := range []struct{ name, pkg string }{
+		{"kubectl", "kubectl v1.32"},
+		{"runc", "apt-get install runc"},
+		{"ip", "apt-get install iproute2"},
+		{"iptables", "apt-get install iptables"},
+	} {
+		if _, err := exec.LookPath(b.name); err != nil {
+			return fmt.Errorf("%s not on PATH (%s)", b.name, b.pkg)
+		}
+	}
+	for _, f := range []struct{ path, pkg string }{
+		{"/usr/lib/cni/bridge", "apt-get install containernetworking-plugins"},
+		{"/bin/busybox", "apt-get install busybox-static"},
+	} {
+		if _, err := os.Stat(f.path); err != nil {
+			return fmt.Errorf("%s missing (%s)", f.path, f.pkg)
+		}
+	}
+	return nil
+}
