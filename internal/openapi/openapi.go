@@ -245,7 +245,7 @@ func filterScopedGVKs(s *spec3.OpenAPI, g group) {
 // verbPrefixes are the verbs operation names start with; the trie finds the
 // shortest ("delete" of "deletecollection"), as in kube-apiserver, whence
 // deleteCoreV1CollectionNamespacedPod.
-var verbPrefixes = util.NewTrie([]string{"get", "log", "read", "replace", "patch", "delete", "deletecollection", "watch", "connect", "proxy", "list", "create", "patch"})
+var verbPrefixes = util.NewTrie([]string{"get", "log", "read", "replace", "patch", "delete", "deletecollection", "watch", "connect", "proxy", "list", "create"})
 
 // operationIDAndTags turns createNamespacedPod at /api/v1/... into
 // createCoreV1NamespacedPod with tag core_v1 (k8s.io/apiserver
