@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -252,17 +251,22 @@ func TestWatchExpired(t *testing.T) {
 
 func TestDiscovery(t *testing.T) {
 	ts := startServer(t)
-	out := ts.mustKubectl(t, "", "api-resources")
-	want := []string{
-		"events       ev           v1           true         Event",
-		"namespaces   ns           v1           false        Namespace",
-		"nodes        no           v1           false        Node",
-		"pods         po           v1           true         Pod",
+	var rows []string
+	for _, l := range lines(ts.mustKubectl(t, "", "api-resources")) {
+		rows = append(rows, strings.Join(fields(l), "|"))
 	}
-	for _, w := range want {
-		if !strings.Contains(out, w) {
-			t.Errorf("api-resources lacks %q:\n%s", w, out)
-		}
+	want := []string{
+		"NAME|SHORTNAMES|APIVERSION|NAMESPACED|KIND",
+		"configmaps|cm|v1|true|ConfigMap",
+		"events|ev|v1|true|Event",
+		"namespaces|ns|v1|false|Namespace",
+		"nodes|no|v1|false|Node",
+		"pods|po|v1|true|Pod",
+		"secrets|v1|true|Secret",
+		"serviceaccounts|sa|v1|true|ServiceAccount",
+	}
+	if strings.Join(rows, "\n") != strings.Join(want, "\n") {
+		t.Errorf("api-resources:\n%s", strings.Join(rows, "\n"))
 	}
 	rl, err := ts.client.Discovery().ServerResourcesForGroupVersion("v1")
 	if err != nil {
@@ -278,9 +282,19 @@ func TestDiscovery(t *testing.T) {
 		}
 	}
 	v, err := ts.client.Discovery().ServerVersion()
-	if err != nil || !strings.HasPrefix(v.GitVersion, "v1.") {
+	if err != nil || v.GitVersion != KubernetesVersion || v.Major != "1" || v.Minor != "37" {
 		t.Fatalf("version: %v %v", v, err)
 	}
-	data, _ := json.Marshal(v)
-	t.Logf("version %s", data)
+}
+
+// KubernetesVersion must follow the k8s.io/api module in go.mod.
+func TestKubernetesVersionMatchesGoMod(t *testing.T) {
+	data, err := os.ReadFile("../../go.mod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "k8s.io/api v0." + strings.TrimPrefix(KubernetesVersion, "v1.")
+	if !strings.Contains(string(data), want) {
+		t.Fatalf("go.mod does not require %q; update KubernetesVersion", want)
+	}
 }

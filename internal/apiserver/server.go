@@ -14,8 +14,6 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
-	"runtime/debug"
-	"strings"
 	"sync"
 	"time"
 
@@ -91,22 +89,14 @@ func New(cfg Config) (*Server, error) {
 		cfg:     cfg,
 		reg:     cfg.Registry,
 		log:     cfg.Logger.With("component", "apiserver"),
-		version: apiVersion(),
+		version: KubernetesVersion,
 	}, nil
 }
 
-// apiVersion is the Kubernetes version whose API types peapod serves: that
-// of the k8s.io/api module it is built with (v0.X.Y serves v1.X.Y).
-func apiVersion() string {
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		for _, m := range bi.Deps {
-			if m.Path == "k8s.io/api" && strings.HasPrefix(m.Version, "v0.") {
-				return "v1." + strings.TrimPrefix(m.Version, "v0.")
-			}
-		}
-	}
-	return "v1.0.0"
-}
+// KubernetesVersion is the Kubernetes release whose API peapod serves: that
+// of the k8s.io/api module it is built with (v0.37.2 is v1.37.2; a test
+// keeps the two in step).
+const KubernetesVersion = "v1.37.2"
 
 // Start listens, serves in the background and writes DIR/kubeconfig; it
 // returns once requests can be served.

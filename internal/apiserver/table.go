@@ -66,6 +66,25 @@ var (
 	}
 )
 
+var (
+	configMapColumns = []metav1.TableColumnDefinition{
+		nameColumn,
+		{Name: "Data", Type: "string", Description: corev1.ConfigMap{}.SwaggerDoc()["data"]},
+		ageColumn,
+	}
+	secretColumns = []metav1.TableColumnDefinition{
+		nameColumn,
+		{Name: "Type", Type: "string", Description: corev1.Secret{}.SwaggerDoc()["type"]},
+		{Name: "Data", Type: "string", Description: corev1.Secret{}.SwaggerDoc()["data"]},
+		ageColumn,
+	}
+	serviceAccountColumns = []metav1.TableColumnDefinition{
+		nameColumn,
+		{Name: "Secrets", Type: "string", Description: corev1.ServiceAccount{}.SwaggerDoc()["secrets"]},
+		ageColumn,
+	}
+)
+
 // tableOptions are the query parameters of a Table request.
 type tableOptions struct {
 	includeObject metav1.IncludeObjectPolicy
@@ -88,6 +107,12 @@ func (s *Server) toTable(resource string, objs []store.Object, o tableOptions) (
 			columns, row = nodeColumns, nodeRow(v, now)
 		case *corev1.Event:
 			columns, row = eventColumns, eventRow(v, now)
+		case *corev1.ConfigMap:
+			columns, row = configMapColumns, metav1.TableRow{Cells: []any{v.Name, int64(len(v.Data) + len(v.BinaryData)), age(v.CreationTimestamp, now)}}
+		case *corev1.Secret:
+			columns, row = secretColumns, metav1.TableRow{Cells: []any{v.Name, string(v.Type), int64(len(v.Data)), age(v.CreationTimestamp, now)}}
+		case *corev1.ServiceAccount:
+			columns, row = serviceAccountColumns, metav1.TableRow{Cells: []any{v.Name, int64(len(v.Secrets)), age(v.CreationTimestamp, now)}}
 		default:
 			columns, row = []metav1.TableColumnDefinition{nameColumn, ageColumn}, metav1.TableRow{Cells: []any{obj.GetName(), age(obj.GetCreationTimestamp(), now)}}
 		}
@@ -120,6 +145,12 @@ func columnsFor(resource string) []metav1.TableColumnDefinition {
 		return nodeColumns
 	case "events":
 		return eventColumns
+	case "configmaps":
+		return configMapColumns
+	case "secrets":
+		return secretColumns
+	case "serviceaccounts":
+		return serviceAccountColumns
 	}
 	return []metav1.TableColumnDefinition{nameColumn, ageColumn}
 }

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	apimachineryvalidation "k8s.io/apimachinery/pkg/api/validation"
@@ -70,11 +71,40 @@ func (r *Registry) Create(ctx context.Context, res *Resource, ns string, obj sto
 	if len(errs) > 0 {
 		return nil, invalid(res, obj.GetName(), errs)
 	}
+	if err := r.admitCreate(ctx, res, obj); err != nil {
+		return nil, err
+	}
 	if o != nil && isDryRun(o.DryRun) {
 		return obj, nil
 	}
 	created, err := r.store.Create(ctx, res.Name, obj)
-	return created, toAPIError(err, res, obj.GetName())
+	if err != nil {
+		return nil, toAPIError(err, res, obj.GetName())
+	}
+	if res.Name == "namespaces" {
+		if err := r.ensureDefaultServiceAccount(ctx, created.GetName()); err != nil {
+			return nil, apierrors.NewInternalError(err)
+		}
+	}
+	return created, nil
+}
+
+// admitCreate is the validating admission that needs other objects: a pod's
+// service account must exist (the ServiceAccount plugin).
+func (r *Registry) admitCreate(ctx context.Context, res *Resource, obj store.Object) error {
+	pod, ok := obj.(*corev1.Pod)
+	if !ok {
+		return nil
+	}
+	sa := pod.Spec.ServiceAccountName
+	if _, err := r.store.Get(ctx, "serviceaccounts", pod.Namespace, sa); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return apierrors.NewForbidden(schema.GroupResource{Resource: res.Name}, pod.Name,
+				fmt.Errorf("error looking up service account %s/%s: serviceaccount %q not found", pod.Namespace, sa, sa))
+		}
+		return toAPIError(err, res, pod.Name)
+	}
+	return nil
 }
 
 // Get returns one object.

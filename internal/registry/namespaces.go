@@ -73,6 +73,17 @@ func (r *Registry) ensureSystemNamespaces(ctx context.Context) error {
 			return fmt.Errorf("create namespace %s: %w", name, err)
 		}
 	}
+	list, err := r.store.List(ctx, "namespaces", store.ListOptions{})
+	if err != nil {
+		return fmt.Errorf("list namespaces: %w", err)
+	}
+	for _, ns := range list.Items {
+		if ns.GetDeletionTimestamp() == nil {
+			if err := r.ensureDefaultServiceAccount(ctx, ns.GetName()); err != nil {
+				return err
+			}
+		}
+	}
 	return nil
 }
 

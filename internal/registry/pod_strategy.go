@@ -13,7 +13,8 @@ import (
 )
 
 // podStrategy is registry/core/pod's strategy plus the scheduler's binding:
-// peapod has one node, so a pod is bound to it when it is created.
+// peapod has one node, so a pod is bound to it when it is created if it fits
+// (pod_schedule.go); else it stays Pending with PodScheduled=False.
 type podStrategy struct{}
 
 func (podStrategy) prepareForCreate(ctx context.Context, r *Registry, obj store.Object) {
@@ -23,6 +24,13 @@ func (podStrategy) prepareForCreate(ctx context.Context, r *Registry, obj store.
 	pod.Generation = 1
 	pod.Status = corev1.PodStatus{Phase: corev1.PodPending, QOSClass: podQOSClass(pod)}
 	if pod.Spec.NodeName == "" {
+		if msg := r.unschedulable(ctx, pod); msg != "" {
+			pod.Status.Conditions = []corev1.PodCondition{{
+				Type: corev1.PodScheduled, Status: corev1.ConditionFalse, Reason: corev1.PodReasonUnschedulable,
+				Message: msg, LastTransitionTime: r.now(),
+			}}
+			return
+		}
 		pod.Spec.NodeName = r.nodeName
 		pod.Status.Conditions = []corev1.PodCondition{{
 			Type: corev1.PodScheduled, Status: corev1.ConditionTrue, LastTransitionTime: r.now(),

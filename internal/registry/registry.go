@@ -119,6 +119,8 @@ func toAPIError(err error, res *Resource, name string) error {
 	return apierrors.NewInternalError(err)
 }
 
+func isAlreadyExists(err error) bool { return apierrors.IsAlreadyExists(err) }
+
 func invalid(res *Resource, name string, errs field.ErrorList) error {
 	return apierrors.NewInvalid(schema.GroupKind{Kind: res.Kind}, name, errs)
 }

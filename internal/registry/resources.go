@@ -89,6 +89,28 @@ func resourceTable() []*Resource {
 			fields:   eventFields,
 		},
 		{
+			Name: "configmaps", SingularName: "configmap", Kind: "ConfigMap", ShortNames: []string{"cm"}, Namespaced: true,
+			Verbs:    objectVerbs,
+			New:      func() store.Object { return &corev1.ConfigMap{} },
+			NewList:  func() runtime.Object { return &corev1.ConfigMapList{} },
+			strategy: configMapStrategy{},
+		},
+		{
+			Name: "secrets", SingularName: "secret", Kind: "Secret", Namespaced: true,
+			Verbs:    objectVerbs,
+			New:      func() store.Object { return &corev1.Secret{} },
+			NewList:  func() runtime.Object { return &corev1.SecretList{} },
+			strategy: secretStrategy{},
+			fields:   secretFields,
+		},
+		{
+			Name: "serviceaccounts", SingularName: "serviceaccount", Kind: "ServiceAccount", ShortNames: []string{"sa"}, Namespaced: true,
+			Verbs:    objectVerbs,
+			New:      func() store.Object { return &corev1.ServiceAccount{} },
+			NewList:  func() runtime.Object { return &corev1.ServiceAccountList{} },
+			strategy: serviceAccountStrategy{},
+		},
+		{
 			Name: "nodes", SingularName: "node", Kind: "Node", ShortNames: []string{"no"},
 			Verbs:        readVerbs,
 			Subresources: []string{"status"},
