@@ -34,6 +34,7 @@ var (
 	ErrImagePull               = errors.New("ErrImagePull")
 	ErrImagePullBackOff        = errors.New("ImagePullBackOff")
 	ErrImageNeverPull          = errors.New("ErrImageNeverPull")
+	ErrInvalidImageName        = errors.New("InvalidImageName")
 	ErrImageInspect            = errors.New("ImageInspectError")
 	ErrPostStartHook           = errors.New("PostStartHookError")
 	errContainerConfigNotBuilt = errors.New("not supported yet")
@@ -46,6 +47,7 @@ const (
 	eventFailed           = "Failed"
 	eventKilling          = "Killing"
 	eventBackOff          = "BackOff"
+	eventInspectFailed    = "InspectFailed"
 	eventPulling          = "Pulling"
 	eventPulled           = "Pulled"
 	eventSandboxChanged   = "SandboxChanged"

@@ -599,10 +599,12 @@ func (m *Manager) terminatePod(ctx context.Context, pod *corev1.Pod, gracePeriod
 		for i := range cs {
 			m.backOff.DeleteEntry(backOffKey(pod, &cs[i]))
 			m.imageBackOff.DeleteEntry(string(pod.UID) + "_" + cs[i].Image)
+			m.prevPullErr.Delete(string(pod.UID) + "_" + cs[i].Image)
 		}
 	}
 	for i := range pod.Spec.EphemeralContainers {
 		m.imageBackOff.DeleteEntry(string(pod.UID) + "_" + pod.Spec.EphemeralContainers[i].Image)
+		m.prevPullErr.Delete(string(pod.UID) + "_" + pod.Spec.EphemeralContainers[i].Image)
 	}
 	return nil
 }

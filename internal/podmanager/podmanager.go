@@ -127,6 +127,7 @@ type Manager struct {
 
 	backOff      *flowcontrol.Backoff // container restarts (CrashLoopBackOff)
 	imageBackOff *flowcontrol.Backoff // image pulls (ImagePullBackOff)
+	prevPullErr  sync.Map             // back-off key → the last pull's error, for ImagePullBackOff's message
 	reasonCache  *reasonCache
 	status       *statusManager
 	probes       *proberManager

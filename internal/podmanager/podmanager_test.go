@@ -576,12 +576,12 @@ func TestPullPolicy(t *testing.T) {
 		{"busybox:1.36", corev1.PullIfNotPresent, false, true, nil},
 		{"busybox:1.36", corev1.PullNever, true, false, nil},
 		{"busybox:1.36", corev1.PullNever, false, false, ErrImageNeverPull},
-		{"busybox", "", true, true, nil},             // no tag: Always
-		{"busybox:latest", "", true, true, nil},      // latest: Always
-		{"busybox:1.36", "", true, false, nil},       // tag: IfNotPresent
-		{"localhost:5000/x", "", true, true, nil},    // a port is not a tag
-		{"x@sha256:abcd", "", true, false, nil},      // digest: IfNotPresent
-		{"localhost:5000/x:2", "", false, true, nil}, // IfNotPresent, absent
+		{"busybox", "", true, true, nil},                               // no tag: Always
+		{"busybox:latest", "", true, true, nil},                        // latest: Always
+		{"busybox:1.36", "", true, false, nil},                         // tag: IfNotPresent
+		{"localhost:5000/x", "", true, true, nil},                      // a port is not a tag
+		{"x@sha256:" + strings.Repeat("ab", 32), "", true, false, nil}, // digest: IfNotPresent
+		{"localhost:5000/x:2", "", false, true, nil},                   // IfNotPresent, absent
 	} {
 		env := newTestEnv(t)
 		if tc.present {
