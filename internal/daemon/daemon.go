@@ -123,6 +123,7 @@ func Run(ctx context.Context, o Options) (retErr error) {
 		Cgroups:  cg,
 		LogRoot:  o.Dirs.Logs(),
 		PodsDir:  o.Dirs.Pods(),
+		Objects:  objects{reg},
 		Clock:    clk,
 		Logger:   log.With("component", "podmanager"),
 	})

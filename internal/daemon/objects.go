@@ -1,0 +1,46 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/peapod-dev/peapod/internal/registry"
+)
+
+// objects gives the pod manager the API's ConfigMaps and Secrets (volumes,
+// env and imagePullSecrets), with the API's NotFound errors.
+type objects struct{ reg *registry.Registry }
+
+func (o objects) get(ctx context.Context, resource, ns, name string) (any, error) {
+	res, ok := o.reg.Resource(resource)
+	if !ok {
+		return nil, fmt.Errorf("the API serves no %s", resource)
+	}
+	return o.reg.Get(ctx, res, ns, name)
+}
+
+func (o objects) GetConfigMap(ctx context.Context, ns, name string) (*corev1.ConfigMap, error) {
+	obj, err := o.get(ctx, "configmaps", ns, name)
+	if err != nil {
+		return nil, err
+	}
+	cm, ok := obj.(*corev1.ConfigMap)
+	if !ok {
+		return nil, fmt.Errorf("configmap %s/%s: stored as %T", ns, name, obj)
+	}
+	return cm, nil
+}
+
+func (o objects) GetSecret(ctx context.Context, ns, name string) (*corev1.Secret, error) {
+	obj, err := o.get(ctx, "secrets", ns, name)
+	if err != nil {
+		return nil, err
+	}
+	s, ok := obj.(*corev1.Secret)
+	if !ok {
+		return nil, fmt.Errorf("secret %s/%s: stored as %T", ns, name, obj)
+	}
+	return s, nil
+}
