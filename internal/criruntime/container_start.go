@@ -37,6 +37,8 @@ func (s *Service) startContainer(ctx context.Context, id string) error {
 	if sb.State != runtimeapi.PodSandboxState_SANDBOX_READY {
 		return &StateError{Op: "start a container in sandbox", ID: sb.ID, State: "not ready"}
 	}
+	unlockStart := s.starts.lock(id)
+	defer unlockStart()
 	startedAt := s.clock.Now().UnixNano()
 	if err := s.cfg.Runc.Start(ctx, id); err != nil {
 		// Kill the created process so that the monitor records an exit and
@@ -51,8 +53,8 @@ func (s *Service) startContainer(ctx context.Context, id string) error {
 		}
 		return fmt.Errorf("start container: %w", err)
 	}
-	// The container may have exited already and been recorded EXITED by the
-	// exit watcher: keep that state, but record when it started.
+	// The exit watcher cannot record an exit before this (s.starts), but a
+	// recovered record may already say EXITED: keep that state.
 	if err := s.updateContainer(id, func(r *containerRecord) {
 		r.StartedAt = startedAt
 		if r.State == runtimeapi.ContainerState_CONTAINER_CREATED {

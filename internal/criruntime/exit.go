@@ -54,8 +54,10 @@ func (s *Service) watchExit(monitorPID int, startTime uint64, id string) {
 // container, which frees its cgroup and kills what is left of it.
 func (s *Service) handleExit(ctx context.Context, id string) {
 	log := plog.FromContext(ctx)
+	unlockStart := s.starts.lock(id)
 	rec, err := s.getContainer(id)
 	if err != nil {
+		unlockStart()
 		return // removed meanwhile
 	}
 	if rec.State != runtimeapi.ContainerState_CONTAINER_EXITED {
@@ -97,6 +99,7 @@ func (s *Service) handleExit(ctx context.Context, id string) {
 		s.emit(id, rec.SandboxID, runtimeapi.ContainerEventType_CONTAINER_STOPPED_EVENT)
 		log.Info("container exited", "exitCode", code, "reason", reason)
 	}
+	unlockStart()
 	// StopContainer returns now; RemoveContainer waits for the delete.
 	deleted := s.deletedCh(id)
 	s.closeExited(id)

@@ -88,6 +88,10 @@ type Service struct {
 
 	// ops serializes the lifecycle calls on one sandbox or container.
 	ops keyedMutex
+	// starts orders a container's start before its exit: an exit observed
+	// while StartContainer runs is recorded after RUNNING (and the STARTED
+	// event), never before.
+	starts keyedMutex
 
 	pauseOnce sync.Mutex // guards preparing DIR/pause/rootfs
 
