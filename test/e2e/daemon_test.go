@@ -17,12 +17,14 @@ import (
 	corev1 "k8s.io/api/core/v1"
 )
 
-// The e2e daemons use their own bridge, subnet and cgroup root so that they
-// never touch a daemon a user runs on the same machine.
-const (
-	e2eBridge     = "ppe2e0"
-	e2eSubnet     = "10.203.0.0/24"
-	e2eCgroupRoot = "/peapod-e2e"
+// The e2e daemons use a bridge, subnet and cgroup root of their own test
+// process, so that they never touch a daemon a user runs on the same machine,
+// nor another e2e run, and the leak checks see only what this run made.
+var (
+	e2eTag        = os.Getpid() % 250
+	e2eBridge     = fmt.Sprintf("ppe2e%d", e2eTag)
+	e2eSubnet     = fmt.Sprintf("10.203.%d.0/24", e2eTag)
+	e2eCgroupRoot = fmt.Sprintf("/peapod-e2e-%d", e2eTag)
 )
 
 type daemon struct {

@@ -51,14 +51,14 @@ func (d *daemon) leaks() []string {
 		leaks = append(leaks, "veth on "+e2eBridge+": "+strings.TrimSpace(string(out)))
 	}
 	filepath.WalkDir(ds.Root+"/cni/ipam", func(p string, e os.DirEntry, err error) error {
-		if err == nil && !e.IsDir() && strings.HasPrefix(e.Name(), strings.TrimSuffix(e2eSubnet, "0/24")) {
+		if err == nil && !e.IsDir() && strings.HasPrefix(e.Name(), subnetPrefix()) {
 			leaks = append(leaks, "IP lease "+p)
 		}
 		return nil
 	})
-	if out, _ := exec.Command("iptables-save", "-t", "nat").Output(); strings.Contains(string(out), strings.TrimSuffix(e2eSubnet, "0/24")) {
+	if out, _ := exec.Command("iptables-save", "-t", "nat").Output(); strings.Contains(string(out), subnetPrefix()) {
 		for _, l := range strings.Split(string(out), "\n") {
-			if strings.Contains(l, strings.TrimSuffix(e2eSubnet, "0/24")) && strings.Contains(l, "/32") {
+			if strings.Contains(l, subnetPrefix()) && strings.Contains(l, "/32") {
 				leaks = append(leaks, "iptables: "+l)
 			}
 		}
@@ -132,3 +132,6 @@ func podCgroups() []string {
 	}
 	return leaks
 }
+
+// subnetPrefix is the e2e subnet's address prefix, "10.203.N.".
+func subnetPrefix() string { return strings.TrimSuffix(e2eSubnet, "0/24") }
