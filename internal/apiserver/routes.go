@@ -45,6 +45,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case "api/v1":
 		s.serveResourceList(w, r)
 		return
+	case "openapi/v2":
+		s.serveOpenAPIV2(w, r)
+		return
+	}
+	if path == "openapi/v3" || strings.HasPrefix(path, "openapi/v3/") {
+		s.serveOpenAPIV3(w, r, path)
+		return
 	}
 	parts := strings.Split(path, "/")
 	if len(parts) < 3 || parts[0] != "api" || parts[1] != "v1" {

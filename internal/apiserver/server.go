@@ -58,6 +58,8 @@ type Server struct {
 	log     *slog.Logger
 	version string
 
+	openapi openAPIDocs
+
 	mu     sync.Mutex
 	ln     net.Listener
 	srv    *http.Server
@@ -140,6 +142,8 @@ func (s *Server) Start(ctx context.Context) error {
 		}
 	}()
 	go s.sendBookmarks(runCtx)
+	// Build the OpenAPI documents now rather than on kubectl's first request.
+	go s.openAPI()
 
 	s.mu.Lock()
 	s.ln, s.srv, s.cancel, s.done = ln, srv, cancel, done
