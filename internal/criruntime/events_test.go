@@ -2,6 +2,8 @@ package criruntime_test
 
 import (
 	"context"
+	"encoding/json"
+	"syscall"
 	"testing"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -59,5 +61,40 @@ func TestContainerEvents(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Errorf("GetContainerEvents: %v", err)
+	}
+}
+
+// A pause process killed from outside makes its sandbox NOTREADY with a
+// STOPPED event.
+func TestPauseKilled(t *testing.T) {
+	e := newEnv(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	rs := inproc.NewRuntimeService(e.svc)
+	ch := make(chan *runtimeapi.ContainerEventResponse, 100)
+	connected := make(chan struct{})
+	go rs.GetContainerEvents(ctx, ch, func(runtimeapi.RuntimeService_GetContainerEventsClient) { close(connected) })
+	<-connected
+
+	sbc := e.sandboxConfig("killpause", runtimeapi.NamespaceMode_POD)
+	sb := e.runSandbox(sbc)
+	st, err := e.svc.PodSandboxStatus(ctx, &runtimeapi.PodSandboxStatusRequest{PodSandboxId: sb, Verbose: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var info struct{ Pid int }
+	if err := json.Unmarshal([]byte(st.Info["info"]), &info); err != nil || info.Pid <= 0 {
+		t.Fatalf("verbose sandbox status: %v %v", st.Info, err)
+	}
+	if err := syscall.Kill(info.Pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	for ev := range ch {
+		if ev.ContainerId == sb && ev.ContainerEventType == runtimeapi.ContainerEventType_CONTAINER_STOPPED_EVENT {
+			if ev.PodSandboxStatus.GetState() != runtimeapi.PodSandboxState_SANDBOX_NOTREADY {
+				t.Errorf("sandbox state in the STOPPED event: %v", ev.PodSandboxStatus.GetState())
+			}
+			break
+		}
 	}
 }

@@ -40,7 +40,11 @@ func (s *Service) recover(ctx context.Context) error {
 	s.mu.Unlock()
 
 	for _, sb := range sbs {
-		if sb.State == runtimeapi.PodSandboxState_SANDBOX_READY && !processAlive(sb.Pid, sb.PidStartTime) {
+		if sb.State == runtimeapi.PodSandboxState_SANDBOX_READY && processAlive(sb.Pid, sb.PidStartTime) {
+			s.watchPause(sb.ID, sb.Pid, sb.PidStartTime)
+			continue
+		}
+		if sb.State == runtimeapi.PodSandboxState_SANDBOX_READY {
 			log.Info("recover: pause process is gone, sandbox not ready", "podsandboxid", sb.ID, "pid", sb.Pid)
 			if err := s.updateSandbox(sb.ID, func(r *sandboxRecord) { r.State = runtimeapi.PodSandboxState_SANDBOX_NOTREADY }); err != nil {
 				return fmt.Errorf("recover sandbox %s: %w", sb.ID, err)

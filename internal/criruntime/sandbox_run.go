@@ -217,6 +217,7 @@ func (s *Service) runPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandb
 	if err != nil {
 		return "", fmt.Errorf("record sandbox: %w", err)
 	}
+	s.watchPause(id, pid, startTime)
 	s.emit(id, id, runtimeapi.ContainerEventType_CONTAINER_CREATED_EVENT)
 	s.emit(id, id, runtimeapi.ContainerEventType_CONTAINER_STARTED_EVENT)
 	log.Info("pod sandbox running", "pid", pid, "ips", rec.IPs,

@@ -56,8 +56,20 @@ func (s *Service) stopPodSandbox(ctx context.Context, id string) error {
 		return fmt.Errorf("stop containers of sandbox: %w", err)
 	}
 	containersTime := s.clock.Since(start)
+	// NOTREADY before pause is killed, so that its watcher sees an expected
+	// exit; the STOPPED event follows once pause is gone.
+	wasReady := false
+	if err := s.updateSandbox(id, func(r *sandboxRecord) {
+		wasReady = r.State == runtimeapi.PodSandboxState_SANDBOX_READY
+		r.State = runtimeapi.PodSandboxState_SANDBOX_NOTREADY
+	}); err != nil {
+		return err
+	}
 	if err := s.stopPause(ctx, &sb); err != nil {
 		return err
+	}
+	if wasReady {
+		s.emit(id, id, runtimeapi.ContainerEventType_CONTAINER_STOPPED_EVENT)
 	}
 	pauseTime := s.clock.Since(start) - containersTime
 
@@ -76,13 +88,10 @@ func (s *Service) stopPodSandbox(ctx context.Context, id string) error {
 		}
 	}
 	wg.Wait()
-	if err := s.updateSandbox(id, func(r *sandboxRecord) {
-		r.State = runtimeapi.PodSandboxState_SANDBOX_NOTREADY
-		if teardownErr == nil {
-			r.NetworkReady = false
+	if teardownErr == nil && sb.NetworkReady {
+		if err := s.updateSandbox(id, func(r *sandboxRecord) { r.NetworkReady = false }); err != nil {
+			return err
 		}
-	}); err != nil {
-		return err
 	}
 	if err := errors.Join(deleteErr, teardownErr); err != nil {
 		return err
@@ -92,7 +101,6 @@ func (s *Service) stopPodSandbox(ctx context.Context, id string) error {
 			return fmt.Errorf("remove network namespace: %w", err)
 		}
 	}
-	s.emit(id, id, runtimeapi.ContainerEventType_CONTAINER_STOPPED_EVENT)
 	log.Info("pod sandbox stopped", "took", s.clock.Since(start), "containers", containersTime, "pause", pauseTime)
 	return nil
 }
@@ -143,4 +151,27 @@ func killProcess(pid int, startTime uint64, sig unix.Signal) error {
 		return fmt.Errorf("signal %d: %w", pid, err)
 	}
 	return nil
+}
+
+// watchPause marks the sandbox NOTREADY, and sends its STOPPED event, when
+// its pause process (identified by PID and start time) ends by itself.
+func (s *Service) watchPause(id string, pid int, startTime uint64) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		if err := waitProcessGone(s.ctx, pid, startTime); err != nil {
+			return // the Service is closing; the next one checks pause again
+		}
+		wasReady := false
+		if err := s.updateSandbox(id, func(r *sandboxRecord) {
+			wasReady = r.State == runtimeapi.PodSandboxState_SANDBOX_READY
+			r.State = runtimeapi.PodSandboxState_SANDBOX_NOTREADY
+		}); err != nil {
+			return // removed meanwhile
+		}
+		if wasReady {
+			s.logger(s.ctx).Warn("pause process exited: sandbox not ready", "podsandboxid", id, "pid", pid)
+			s.emit(id, id, runtimeapi.ContainerEventType_CONTAINER_STOPPED_EVENT)
+		}
+	}()
 }
