@@ -19,7 +19,7 @@ spec:
     image: busybox
 `
 
-// With the OpenAPI documents served, kubectl validates without flags: it
+// With the OpenAPI documents (internal/openapi) mounted, kubectl validates without flags: it
 // finds fieldValidation on the PATCH operations and lets the server refuse
 // unknown fields.
 func TestKubectlValidatesWithOpenAPI(t *testing.T) {
@@ -48,7 +48,7 @@ func TestKubectlValidatesWithOpenAPI(t *testing.T) {
 func TestOpenAPIV2(t *testing.T) {
 	ts := startServer(t)
 	data, err := ts.client.Discovery().RESTClient().Get().AbsPath("/openapi/v2").
-		SetHeader("Accept", openAPIV2Protobuf).Do(context.Background()).Raw()
+		SetHeader("Accept", "application/com.github.proto-openapi.spec.v2@v1.0+protobuf").Do(context.Background()).Raw()
 	if err != nil {
 		t.Fatal(err)
 	}

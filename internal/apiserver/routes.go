@@ -45,12 +45,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case "api/v1":
 		s.serveResourceList(w, r)
 		return
-	case "openapi/v2":
-		s.serveOpenAPIV2(w, r)
-		return
 	}
-	if path == "openapi/v3" || strings.HasPrefix(path, "openapi/v3/") {
-		s.serveOpenAPIV3(w, r, path)
+	if path == "openapi" || strings.HasPrefix(path, "openapi/") {
+		s.openapi.ServeHTTP(w, r)
 		return
 	}
 	parts := strings.Split(path, "/")

@@ -19,6 +19,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/peapod-dev/peapod/internal/openapi"
 	"github.com/peapod-dev/peapod/internal/registry"
 )
 
@@ -58,7 +59,8 @@ type Server struct {
 	log     *slog.Logger
 	version string
 
-	openapi openAPIDocs
+	// openapi serves /openapi/v2 and /openapi/v3 (internal/openapi).
+	openapi http.Handler
 
 	mu     sync.Mutex
 	ln     net.Listener
@@ -87,7 +89,12 @@ func New(cfg Config) (*Server, error) {
 	if cfg.BookmarkInterval <= 0 {
 		cfg.BookmarkInterval = time.Minute
 	}
+	oapi, err := openapi.Handler()
+	if err != nil {
+		return nil, fmt.Errorf("apiserver: OpenAPI documents: %w", err)
+	}
 	return &Server{
+		openapi: oapi,
 		cfg:     cfg,
 		reg:     cfg.Registry,
 		log:     cfg.Logger.With("component", "apiserver"),
@@ -142,8 +149,6 @@ func (s *Server) Start(ctx context.Context) error {
 		}
 	}()
 	go s.sendBookmarks(runCtx)
-	// Build the OpenAPI documents now rather than on kubectl's first request.
-	go s.openAPI()
 
 	s.mu.Lock()
 	s.ln, s.srv, s.cancel, s.done = ln, srv, cancel, done
