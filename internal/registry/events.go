@@ -59,6 +59,9 @@ func eventFields(o store.Object) fields.Set {
 type eventCorrelator struct {
 	mu    sync.Mutex
 	names map[string]string // key -> event name
+	// last is the suffix of the last event name: names are unique and
+	// increasing even when the clock stands still.
+	last uint64
 }
 
 // maxCorrelatedEvents bounds the memory the correlator keeps.
@@ -69,11 +72,19 @@ func newEventCorrelator() *eventCorrelator {
 }
 
 func (r *Registry) recordEvent(ctx context.Context, pod *corev1.Pod, fieldPath, eventType, reason, message string) {
+	r.recordEventFrom(ctx, "kubelet", pod, fieldPath, eventType, reason, message)
+}
+
+// recordEventFrom records an event from a component ("kubelet", "default-scheduler").
+func (r *Registry) recordEventFrom(ctx context.Context, component string, pod *corev1.Pod, fieldPath, eventType, reason, message string) {
 	ref := corev1.ObjectReference{
 		Kind: "Pod", APIVersion: "v1", Namespace: pod.Namespace, Name: pod.Name,
 		UID: pod.UID, ResourceVersion: pod.ResourceVersion, FieldPath: fieldPath,
 	}
-	source := corev1.EventSource{Component: "kubelet", Host: r.nodeName}
+	source := corev1.EventSource{Component: component, Host: r.nodeName}
+	if component != "kubelet" {
+		source.Host = ""
+	}
 	key := strings.Join([]string{source.Component, source.Host, ref.Kind, ref.Namespace, ref.Name, string(ref.UID), ref.FieldPath, eventType, reason, message}, "\x00")
 	now := r.now()
 	res := r.resources["events"]
@@ -92,8 +103,13 @@ func (r *Registry) recordEvent(ctx context.Context, pod *corev1.Pod, fieldPath, 
 		}
 		delete(r.events.names, key)
 	}
+	seq := uint64(r.clock.Now().UnixNano())
+	if seq <= r.events.last {
+		seq = r.events.last + 1
+	}
+	r.events.last = seq
 	ev := &corev1.Event{
-		ObjectMeta:          metav1.ObjectMeta{Name: fmt.Sprintf("%s.%x", pod.Name, r.clock.Now().UnixNano()), Namespace: pod.Namespace},
+		ObjectMeta:          metav1.ObjectMeta{Name: fmt.Sprintf("%s.%x", pod.Name, seq), Namespace: pod.Namespace},
 		InvolvedObject:      ref,
 		Reason:              reason,
 		Message:             message,

@@ -81,6 +81,9 @@ func (r *Registry) Create(ctx context.Context, res *Resource, ns string, obj sto
 	if err != nil {
 		return nil, toAPIError(err, res, obj.GetName())
 	}
+	if pod, ok := created.(*corev1.Pod); ok {
+		r.recordSchedulingEvent(ctx, pod)
+	}
 	if res.Name == "namespaces" {
 		if err := r.ensureDefaultServiceAccount(ctx, created.GetName()); err != nil {
 			return nil, apierrors.NewInternalError(err)

@@ -41,6 +41,22 @@ func (r *Registry) unschedulable(ctx context.Context, pod *corev1.Pod) string {
 	return fmt.Sprintf("0/1 nodes are available: %s. preemption: 0/1 nodes are available: 1 Preemption is not helpful for scheduling.", strings.Join(reasons, ", "))
 }
 
+// recordSchedulingEvent records the scheduler's event about a created pod:
+// Scheduled when it was bound, FailedScheduling when it stays Pending.
+func (r *Registry) recordSchedulingEvent(ctx context.Context, pod *corev1.Pod) {
+	for _, c := range pod.Status.Conditions {
+		if c.Type != corev1.PodScheduled {
+			continue
+		}
+		if c.Status == corev1.ConditionTrue {
+			r.recordEventFrom(ctx, "default-scheduler", pod, "", corev1.EventTypeNormal, "Scheduled",
+				fmt.Sprintf("Successfully assigned %s/%s to %s", pod.Namespace, pod.Name, pod.Spec.NodeName))
+		} else {
+			r.recordEventFrom(ctx, "default-scheduler", pod, "", corev1.EventTypeWarning, "FailedScheduling", c.Message)
+		}
+	}
+}
+
 func matchesNodeSelector(pod *corev1.Pod, node *corev1.Node) bool {
 	if !labels.SelectorFromSet(pod.Spec.NodeSelector).Matches(labels.Set(node.Labels)) {
 		return false
