@@ -25,6 +25,7 @@ import (
 	"github.com/peapod-dev/peapod/internal/podmanager"
 	"github.com/peapod-dev/peapod/internal/registry"
 	"github.com/peapod-dev/peapod/internal/snapshot"
+	"github.com/peapod-dev/peapod/internal/version"
 )
 
 // Options configure `peapod serve`.
@@ -113,6 +114,14 @@ func Run(ctx context.Context, o Options) (retErr error) {
 	reg, err := registry.New(st, clk, o.NodeName)
 	if err != nil {
 		return fmt.Errorf("API registry: %w", err)
+	}
+	// The Node object: the scheduler's view of this machine (labels, allocatable).
+	if _, err := reg.EnsureNode(ctx, registry.NodeOptions{
+		KubeletVersion:          apiserver.KubernetesVersion,
+		ContainerRuntimeVersion: version.RuntimeName + "://" + version.Version,
+		RootDir:                 o.Dirs.Root,
+	}); err != nil {
+		return fmt.Errorf("register the node: %w", err)
 	}
 
 	pm := podmanager.New(podmanager.Config{
