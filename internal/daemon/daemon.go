@@ -95,8 +95,10 @@ func Run(ctx context.Context, o Options) (retErr error) {
 		Snapshots:     snapshot.New(o.Dirs.Snapshots()),
 		Network:       netw,
 		Cgroups:       cg,
-		Clock:         clk,
-		Logger:        log.With("component", "runtime"),
+		// crictl and critest send no cgroup parent; their pods still belong under ours.
+		DefaultCgroupParent: cg.Root(),
+		Clock:               clk,
+		Logger:              log.With("component", "runtime"),
 	})
 	if err != nil {
 		return fmt.Errorf("start runtime: %w", err)
