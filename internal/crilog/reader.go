@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"time"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -116,21 +115,18 @@ func ReadLogs(ctx context.Context, path string, o ReadOptions, stdout, stderr io
 					// The file may have changed before the watch began.
 					continue
 				}
-				if w.recreated {
+				if replaced(f, path) {
 					// The old file is drained: go on with the new one.
 					nf, err := os.Open(path)
-					if err != nil {
-						if errors.Is(err, os.ErrNotExist) {
-							w.recreated = false
-							continue
-						}
+					if err != nil && !errors.Is(err, os.ErrNotExist) {
 						return fmt.Errorf("reading log %s: %w", path, err)
 					}
-					f.Close()
-					f = nf
-					r.Reset(f)
-					w.recreated = false
-					continue
+					if err == nil {
+						f.Close()
+						f = nf
+						r.Reset(f)
+						continue
+					}
 				}
 				if o.Running == nil || !o.Running() {
 					// Whatever the container wrote is in the file by now.
@@ -292,13 +288,23 @@ func tailStart(f io.ReadSeeker, n int64) (int64, error) {
 	return 0, nil
 }
 
-// watcher waits for changes to a file through inotify on its directory, which
-// also sees the file being replaced (a log reopened after rotation).
+// replaced reports whether path now names another file than f, as after
+// log rotation. Comparing the files rather than watching for the new one
+// also catches a replacement that happened before the watch began.
+func replaced(f *os.File, path string) bool {
+	open, err := f.Stat()
+	if err != nil {
+		return false
+	}
+	now, err := os.Stat(path)
+	return err == nil && !os.SameFile(open, now)
+}
+
+// watcher waits for changes in a file's directory through inotify, which
+// also sees the file being replaced.
 type watcher struct {
-	f         *os.File
-	name      string
-	recreated bool
-	buf       []byte
+	f   *os.File
+	buf []byte
 }
 
 func newWatcher(path string) (*watcher, error) {
@@ -312,39 +318,23 @@ func newWatcher(path string) (*watcher, error) {
 		return nil, fmt.Errorf("watching %s: %w", filepath.Dir(path), err)
 	}
 	// A non-blocking fd joins Go's poller, so reads honour deadlines.
-	return &watcher{
-		f:    os.NewFile(uintptr(fd), "inotify"),
-		name: filepath.Base(path),
-		buf:  make([]byte, 4096),
-	}, nil
+	return &watcher{f: os.NewFile(uintptr(fd), "inotify"), buf: make([]byte, 4096)}, nil
 }
 
 // wait returns after a change in the directory, after forceCheckPeriod, or
-// with ctx's error.
+// with ctx's error. Which change does not matter: the caller reads on.
 func (w *watcher) wait(ctx context.Context) error {
 	if err := w.f.SetReadDeadline(time.Now().Add(forceCheckPeriod)); err != nil {
 		return err
 	}
 	stop := context.AfterFunc(ctx, func() { _ = w.f.SetReadDeadline(time.Unix(1, 0)) })
-	n, err := w.f.Read(w.buf)
+	_, err := w.f.Read(w.buf)
 	stop()
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
-	if errors.Is(err, os.ErrDeadlineExceeded) {
-		return nil
-	}
-	if err != nil {
+	if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
 		return fmt.Errorf("reading inotify events: %w", err)
-	}
-	for off := 0; off+unix.SizeofInotifyEvent <= n; {
-		ev := (*unix.InotifyEvent)(unsafe.Pointer(&w.buf[off]))
-		nameBytes := w.buf[off+unix.SizeofInotifyEvent : off+unix.SizeofInotifyEvent+int(ev.Len)]
-		name := string(bytes.TrimRight(nameBytes, "\x00"))
-		if name == w.name && ev.Mask&(unix.IN_CREATE|unix.IN_MOVED_TO) != 0 {
-			w.recreated = true
-		}
-		off += unix.SizeofInotifyEvent + int(ev.Len)
 	}
 	return nil
 }

@@ -338,3 +338,43 @@ func TestRoundTrip(t *testing.T) {
 func parseTime(s string) (time.Time, error) { return time.Parse(time.RFC3339, s) }
 
 func fakeClock() *clocktesting.FakePassiveClock { return clocktesting.NewFakePassiveClock(t0) }
+
+// gate closes entered at the first write and holds it until open is closed.
+type gate struct {
+	*lines
+	entered, open chan struct{}
+	once          sync.Once
+}
+
+func (g *gate) Write(p []byte) (int, error) {
+	g.once.Do(func() {
+		close(g.entered)
+		<-g.open
+	})
+	return g.lines.Write(p)
+}
+
+// TestFollowReplacedBeforeWatch replaces the file while the reader is busy
+// writing its first line, before it watches the directory.
+func TestFollowReplacedBeforeWatch(t *testing.T) {
+	path := writeLog(t, "2026-11-23T18:00:01.000000000Z stdout F one\n")
+	var running atomic.Bool
+	running.Store(true)
+	out := &gate{lines: newLines(), entered: make(chan struct{}), open: make(chan struct{})}
+	done := make(chan error, 1)
+	go func() {
+		done <- ReadLogs(t.Context(), path, ReadOptions{Follow: true, Tail: -1, Running: running.Load}, out, nil)
+	}()
+	<-out.entered
+	if err := os.Rename(path, path+".1"); err != nil {
+		t.Fatal(err)
+	}
+	appendFile(t, path+".1", "2026-11-23T18:00:02.000000000Z stdout F two\n")
+	appendFile(t, path, "2026-11-23T18:00:03.000000000Z stdout F three\n")
+	close(out.open)
+	out.waitFor(t, "one\ntwo\nthree\n")
+	running.Store(false)
+	if err := <-done; err != nil {
+		t.Fatalf("ReadLogs: %v", err)
+	}
+}
