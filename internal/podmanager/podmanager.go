@@ -25,6 +25,7 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	corev1 "k8s.io/api/core/v1"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/util/flowcontrol"
@@ -344,13 +345,28 @@ func (m *Manager) handlePod(ctx context.Context, pod *corev1.Pod) {
 		rec = &podRecord{}
 		m.pods[pod.UID] = rec
 	}
+	// Our own status writes come back through the watch: like the kubelet's
+	// config source (a reconcile, not an update), they need no sync. Syncing
+	// on them would, for one, replace ErrImagePull by ImagePullBackOff at once.
+	wake := rec.pod == nil || rec.orphan || !statusOnly(rec.pod, pod)
 	rec.pod = pod
 	rec.orphan = false
 	if pod.DeletionTimestamp != nil {
 		m.interruptSyncLocked(pod.UID)
 	}
 	m.mu.Unlock()
-	m.dispatch(ctx, pod.UID)
+	if wake {
+		m.dispatch(ctx, pod.UID)
+	}
+}
+
+// statusOnly reports whether pod b differs from a only in its status and
+// resourceVersion (the kubelet's podsDifferSemantically, negated).
+func statusOnly(a, b *corev1.Pod) bool {
+	am, bm := a.ObjectMeta, b.ObjectMeta
+	am.ResourceVersion, bm.ResourceVersion = "", ""
+	am.ManagedFields, bm.ManagedFields = nil, nil
+	return apiequality.Semantic.DeepEqual(am, bm) && apiequality.Semantic.DeepEqual(a.Spec, b.Spec)
 }
 
 // handlePodRemoved: the object is gone from the API (force deletion, or removed
