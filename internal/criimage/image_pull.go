@@ -27,7 +27,8 @@ func (s *Service) PullImage(ctx context.Context, req *runtimeapi.PullImageReques
 	}
 	img, err := s.store.Pull(ctx, ref, o)
 	if err != nil {
-		return nil, grpcError(err, "pull image "+ref)
+		// The store's error names the reference ("pull REF: …").
+		return nil, grpcError(err, "")
 	}
 	return &runtimeapi.PullImageResponse{ImageRef: img.ID}, nil
 }

@@ -49,7 +49,8 @@ func toCRI(img *image.Image) *runtimeapi.Image {
 	return out
 }
 
-// grpcError turns the store's errors into gRPC status errors at this edge.
+// grpcError turns the store's errors into gRPC status errors at this edge,
+// after msg unless the error already says what failed (msg "").
 func grpcError(err error, msg string) error {
 	code := codes.Unknown
 	switch {
@@ -57,6 +58,9 @@ func grpcError(err error, msg string) error {
 		code = codes.NotFound
 	case errors.Is(err, image.ErrInvalidName), errors.Is(err, image.ErrAmbiguous):
 		code = codes.InvalidArgument
+	}
+	if msg == "" {
+		return status.Error(code, err.Error())
 	}
 	return status.Errorf(code, "%s: %v", msg, err)
 }
