@@ -83,6 +83,9 @@ func ReadLogs(ctx context.Context, path string, o ReadOptions, stdout, stderr io
 	}()
 	r := bufio.NewReader(f)
 	drainThenStop := false
+	// drainOld is set once the file was seen replaced, until the old one
+	// has been read to its end once more.
+	drainOld := false
 	var rec record
 	for {
 		if limited && left <= 0 {
@@ -116,7 +119,13 @@ func ReadLogs(ctx context.Context, path string, o ReadOptions, stdout, stderr io
 					continue
 				}
 				if replaced(f, path) {
-					// The old file is drained: go on with the new one.
+					if !drainOld {
+						// Read what reached the old file between
+						// the end just read and the replacement.
+						drainOld = true
+						continue
+					}
+					drainOld = false
 					nf, err := os.Open(path)
 					if err != nil && !errors.Is(err, os.ErrNotExist) {
 						return fmt.Errorf("reading log %s: %w", path, err)

@@ -205,12 +205,15 @@ func (l *lines) String() string {
 	return l.buf.String()
 }
 
-// waitFor waits until l holds want.
-func (l *lines) waitFor(t *testing.T, want string) {
+// waitFor waits until l holds want; done is ReadLogs's result, which
+// must not come first.
+func (l *lines) waitFor(t *testing.T, want string, done <-chan error) {
 	t.Helper()
 	for l.String() != want {
 		select {
 		case <-l.wrote:
+		case err := <-done:
+			t.Fatalf("ReadLogs returned %v with output %q, want %q", err, l.String(), want)
 		case <-t.Context().Done():
 			t.Fatalf("output %q, want %q", l.String(), want)
 		}
@@ -238,14 +241,14 @@ func TestFollow(t *testing.T) {
 	go func() {
 		done <- ReadLogs(t.Context(), path, ReadOptions{Follow: true, Tail: 1, Running: running.Load}, stdout, stderr)
 	}()
-	stdout.waitFor(t, "two\n")
+	stdout.waitFor(t, "two\n", done)
 
 	// An incomplete record is shown once the writer completes it.
 	appendFile(t, path, "2026-11-23T18:00:02.000000000Z stderr F thr")
 	appendFile(t, path, "ee\n2026-11-23T18:00:02.000000000Z stdout P fo")
-	stderr.waitFor(t, "three\n")
+	stderr.waitFor(t, "three\n", done)
 	appendFile(t, path, "\n2026-11-23T18:00:02.000000000Z stdout F ur\n")
-	stdout.waitFor(t, "two\nfour\n")
+	stdout.waitFor(t, "two\nfour\n", done)
 
 	// What is written before the container is seen to stop is still read.
 	appendFile(t, path, "2026-11-23T18:00:03.000000000Z stdout F five\n")
@@ -267,7 +270,7 @@ func TestFollowReopenedFile(t *testing.T) {
 	go func() {
 		done <- ReadLogs(t.Context(), path, ReadOptions{Follow: true, Tail: -1, Running: running.Load}, stdout, nil)
 	}()
-	stdout.waitFor(t, "one\n")
+	stdout.waitFor(t, "one\n", done)
 
 	// Rotation: the file is renamed, the writer adds to it until it reopens
 	// the path, then writes to the new file.
@@ -276,9 +279,9 @@ func TestFollowReopenedFile(t *testing.T) {
 	}
 	appendFile(t, path+".1", "2026-11-23T18:00:02.000000000Z stdout F two\n")
 	appendFile(t, path, "2026-11-23T18:00:03.000000000Z stdout F three\n")
-	stdout.waitFor(t, "one\ntwo\nthree\n")
+	stdout.waitFor(t, "one\ntwo\nthree\n", done)
 	appendFile(t, path, "2026-11-23T18:00:04.000000000Z stdout F four\n")
-	stdout.waitFor(t, "one\ntwo\nthree\nfour\n")
+	stdout.waitFor(t, "one\ntwo\nthree\nfour\n", done)
 	running.Store(false)
 	if err := <-done; err != nil {
 		t.Fatalf("ReadLogs: %v", err)
@@ -293,7 +296,7 @@ func TestFollowCancel(t *testing.T) {
 	go func() {
 		done <- ReadLogs(ctx, path, ReadOptions{Follow: true, Tail: -1, Running: func() bool { return true }}, stdout, nil)
 	}()
-	stdout.waitFor(t, "one\n")
+	stdout.waitFor(t, "one\n", done)
 	cancel()
 	if err := <-done; !errors.Is(err, context.Canceled) {
 		t.Fatalf("ReadLogs after cancel: %v", err)
@@ -372,7 +375,7 @@ func TestFollowReplacedBeforeWatch(t *testing.T) {
 	appendFile(t, path+".1", "2026-11-23T18:00:02.000000000Z stdout F two\n")
 	appendFile(t, path, "2026-11-23T18:00:03.000000000Z stdout F three\n")
 	close(out.open)
-	out.waitFor(t, "one\ntwo\nthree\n")
+	out.waitFor(t, "one\ntwo\nthree\n", done)
 	running.Store(false)
 	if err := <-done; err != nil {
 		t.Fatalf("ReadLogs: %v", err)
