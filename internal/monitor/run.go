@@ -422,17 +422,18 @@ func (l *logFile) reopen() error {
 	if err := os.MkdirAll(filepath.Dir(l.path), 0o755); err != nil {
 		return fmt.Errorf("opening log: %w", err)
 	}
+	// Locked while the new file is created: once it exists nothing more
+	// goes to the old one, which a reader following the log relies on.
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	f, err := os.OpenFile(l.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
 	if err != nil {
 		return fmt.Errorf("opening log: %w", err)
 	}
-	l.mu.Lock()
-	old := l.f
-	l.f = f
-	l.mu.Unlock()
-	if old != nil {
-		old.Close()
+	if l.f != nil {
+		l.f.Close()
 	}
+	l.f = f
 	return nil
 }
 
