@@ -91,6 +91,10 @@ func ReadLogs(ctx context.Context, path string, o ReadOptions, stdout, stderr io
 		if limited && left <= 0 {
 			return nil
 		}
+		// A long log may take a while even without Follow.
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		line, err := r.ReadBytes('\n')
 		if err != nil && err != io.EOF {
 			return fmt.Errorf("reading log %s: %w", path, err)

@@ -381,3 +381,13 @@ func TestFollowReplacedBeforeWatch(t *testing.T) {
 		t.Fatalf("ReadLogs: %v", err)
 	}
 }
+
+func TestReadCancelled(t *testing.T) {
+	path := writeLog(t, sample)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	var stdout bytes.Buffer
+	if err := ReadLogs(ctx, path, ReadOptions{Tail: -1}, &stdout, nil); !errors.Is(err, context.Canceled) || stdout.Len() != 0 {
+		t.Fatalf("ReadLogs with a cancelled context: %v, output %q", err, stdout.String())
+	}
+}
