@@ -49,8 +49,11 @@ type Config struct {
 	// names none (crictl, critest); it should be below the Cgroups root so
 	// that their stats and OOM kills can be read. Empty means "/".
 	DefaultCgroupParent string
-	Clock               clock.Clock
-	Logger              *slog.Logger
+	// StreamAddress is host:port of the streaming server whose URLs Exec,
+	// Attach and PortForward return; DefaultStreamAddress when empty.
+	StreamAddress string
+	Clock         clock.Clock
+	Logger        *slog.Logger
 }
 
 // Cgroups is what the runtime needs from internal/cgroups.
@@ -103,6 +106,9 @@ type Service struct {
 	// evMu guards subscribers of GetContainerEvents.
 	evMu        sync.Mutex
 	subscribers map[chan *runtimeapi.ContainerEventResponse]struct{}
+
+	// stream serves the URLs that Exec, Attach and PortForward return.
+	stream *streamServer
 
 	// ctx ends when the Service is closed; exit watchers run under it.
 	ctx    context.Context
@@ -165,6 +171,10 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		s.Close()
 		return nil, err
 	}
+	if s.stream, err = startStreamServer(s.ctx, cfg.StreamAddress, streamRuntime{s}); err != nil {
+		s.Close()
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -172,9 +182,13 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 // their monitors and pause processes keep running: a new Service on the same
 // root recovers them.
 func (s *Service) Close() error {
+	var streamErr error
+	if s.stream != nil {
+		streamErr = s.stream.stop()
+	}
 	s.cancel()
 	s.wg.Wait()
-	return s.store.Close()
+	return errors.Join(streamErr, s.store.Close())
 }
 
 func (s *Service) sandboxDir(id string) string   { return filepath.Join(s.cfg.Root, "sandboxes", id) }

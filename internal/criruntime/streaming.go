@@ -17,11 +17,9 @@ import (
 	"github.com/peapod-dev/peapod/internal/oci"
 )
 
-// The methods below are what a CRI streaming server (the kubelet's
-// streaming.Runtime: Exec, Attach, PortForward) calls once a client has
-// connected to the URL that the Exec, Attach and PortForward RPCs return.
-// Those RPCs stay Unimplemented until the streaming server library is a
-// dependency; these methods do the runtime's part and are tested directly.
+// The methods below are what the CRI streaming server (stream_server.go)
+// calls once a client has connected to the URL that the Exec, Attach and
+// PortForward RPCs return.
 
 // ExecStream runs cmd in a running container with the given streams, with a
 // terminal when tty is set (its size from resize). A non-zero exit is

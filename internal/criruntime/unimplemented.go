@@ -15,18 +15,6 @@ func unimplemented(rpc string) error {
 	return status.Errorf(codes.Unimplemented, "peapod does not implement %s yet", rpc)
 }
 
-func (s *Service) Exec(context.Context, *runtimeapi.ExecRequest) (*runtimeapi.ExecResponse, error) {
-	return nil, unimplemented("Exec")
-}
-
-func (s *Service) Attach(context.Context, *runtimeapi.AttachRequest) (*runtimeapi.AttachResponse, error) {
-	return nil, unimplemented("Attach")
-}
-
-func (s *Service) PortForward(context.Context, *runtimeapi.PortForwardRequest) (*runtimeapi.PortForwardResponse, error) {
-	return nil, unimplemented("PortForward")
-}
-
 func (s *Service) CheckpointContainer(context.Context, *runtimeapi.CheckpointContainerRequest) (*runtimeapi.CheckpointContainerResponse, error) {
 	return nil, unimplemented("CheckpointContainer")
 }
