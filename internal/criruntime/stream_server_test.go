@@ -12,12 +12,12 @@ import (
 	"testing"
 
 	"google.golang.org/grpc/codes"
-	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/portforward"
 	"k8s.io/client-go/tools/remotecommand"
 	"k8s.io/client-go/transport/spdy"
 	"k8s.io/client-go/util/exec"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
 // The Exec, Attach and PortForward RPCs and their streaming server, driven
@@ -232,7 +232,9 @@ func exitCode(err error) int {
 	return 0
 }
 
-type sizeQueue struct{ c chan *remotecommand.TerminalSize }
+type sizeQueue struct {
+	c chan *remotecommand.TerminalSize
+}
 
 func (q *sizeQueue) Next() *remotecommand.TerminalSize { return <-q.c }
 
