@@ -98,7 +98,7 @@ func Start(ctx context.Context, cfg Config, p Params) (*Handle, error) {
 	// or pipes, and gets no SIGHUP from a session it is not part of.
 	cmd.Dir = "/"
 	// One P is all the monitor needs; each extra one costs it memory.
-	cmd.Env = append(os.Environ(), "GOMAXPROCS=1")
+	cmd.Env = append(oci.Environ(), "GOMAXPROCS=1")
 	cmd.ExtraFiles = []*os.File{reportW}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	err = cmd.Start()

@@ -325,7 +325,23 @@ func (r *Runc) command(logFile string, args ...string) *exec.Cmd {
 	if logFile != "" {
 		global = append(global, "--log", logFile)
 	}
-	return exec.Command(r.Binary, append(global, args...)...)
+	cmd := exec.Command(r.Binary, append(global, args...)...)
+	cmd.Env = Environ()
+	return cmd
+}
+
+// Environ is the environment for runc: the caller's without NOTIFY_SOCKET,
+// with which runc would pass systemd's notify socket to the container and
+// `runc start` would wait for the container to report ready.
+func Environ() []string {
+	env := os.Environ()
+	out := env[:0]
+	for _, kv := range env {
+		if !strings.HasPrefix(kv, "NOTIFY_SOCKET=") {
+			out = append(out, kv)
+		}
+	}
+	return out
 }
 
 // run runs a runc command whose stdout is captured and returned and whose

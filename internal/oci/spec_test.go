@@ -158,3 +158,15 @@ func TestClampOOMScoreAdj(t *testing.T) {
 		t.Errorf("ClampOOMScoreAdj(1000) = %d", got)
 	}
 }
+
+func TestEnvironWithoutNotifySocket(t *testing.T) {
+	t.Setenv("NOTIFY_SOCKET", "/run/systemd/notify")
+	t.Setenv("PEAPOD_TEST_KEEP", "1")
+	env := Environ()
+	if slices.ContainsFunc(env, func(kv string) bool { return strings.HasPrefix(kv, "NOTIFY_SOCKET=") }) {
+		t.Fatalf("NOTIFY_SOCKET passed to runc: %v", env)
+	}
+	if !slices.Contains(env, "PEAPOD_TEST_KEEP=1") {
+		t.Fatalf("environment lost: %v", env)
+	}
+}
