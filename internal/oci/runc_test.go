@@ -504,3 +504,23 @@ func TestExecOpenStdin(t *testing.T) {
 		t.Fatalf("stdout %q", out.String())
 	}
 }
+
+// BenchmarkExec measures an exec of `true`, as an exec probe does.
+func BenchmarkExec(b *testing.B) {
+	r := newRunc(b)
+	id := randomID(b)
+	bundle := newBundle(b, id, "sleep", "1000")
+	cleanupContainer(b, r, id)
+	if err := r.Create(b.Context(), id, bundle, CreateOpts{}); err != nil {
+		b.Fatal(err)
+	}
+	if err := r.Start(b.Context(), id); err != nil {
+		b.Fatal(err)
+	}
+	p := process("true")
+	for b.Loop() {
+		if code, err := r.Exec(b.Context(), id, p, ExecOpts{}); err != nil || code != 0 {
+			b.Fatalf("exec: %d, %v", code, err)
+		}
+	}
+}
