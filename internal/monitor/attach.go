@@ -18,7 +18,8 @@ import (
 
 // The attach socket is a SOCK_SEQPACKET socket in the bundle (as CRI-O's
 // conmon has), so each message keeps its bounds. From the monitor, a message
-// is a stream byte then output. From a client, a kind byte then its data.
+// is a stream byte then output. From a client, a kind byte then its data; a
+// session with stdin starts with an empty stdin message.
 const (
 	attachSocketName = "attach"
 
@@ -80,6 +81,10 @@ func Attach(ctx context.Context, socket string, o AttachOpts) error {
 	default:
 	}
 	if o.Stdin != nil {
+		// An empty stdin message says this session has stdin.
+		if err := send([]byte{msgStdin}); err != nil {
+			return fmt.Errorf("attaching to %s: %w", socket, err)
+		}
 		go func() {
 			buf := make([]byte, maxMessage)
 			buf[0] = msgStdin
@@ -242,6 +247,7 @@ func (c *attachClient) write() {
 // read takes the client's input until it disconnects.
 func (s *attachServer) read(c *attachClient) {
 	buf := make([]byte, maxMessage)
+	withStdin := false
 	for {
 		n, err := c.conn.Read(buf)
 		if err != nil || n == 0 {
@@ -249,7 +255,8 @@ func (s *attachServer) read(c *attachClient) {
 		}
 		switch buf[0] {
 		case msgStdin:
-			if s.stdin != nil {
+			withStdin = true
+			if s.stdin != nil && n > 1 {
 				_, _ = s.stdin.Write(buf[1:n])
 			}
 		case msgResize:
@@ -260,9 +267,12 @@ func (s *attachServer) read(c *attachClient) {
 			s.endStdin()
 		}
 	}
-	// The first session's end closes stdin when the container asked for
-	// that (StdinOnce), however the session ended.
-	s.endStdin()
+	// The end of the first session with stdin closes the container's when
+	// it asked for that (StdinOnce), however the session ended; sessions
+	// that only watch the output do not count.
+	if withStdin {
+		s.endStdin()
+	}
 	s.drop(c)
 }
 

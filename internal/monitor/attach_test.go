@@ -15,6 +15,13 @@ func TestAttach(t *testing.T) {
 	e.p.Stdin, e.p.StdinOnce = true, true
 	e.start(t)
 
+	// A session without stdin does not end the container's stdin.
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if err := Attach(ctx, AttachSocket(e.p.Bundle), AttachOpts{Stdout: &bytes.Buffer{}}); err != context.Canceled {
+		t.Fatalf("output-only Attach: %v", err)
+	}
+
 	// The container waits for input, so the session sees all its output;
 	// the end of the session's stdin ends the container's (StdinOnce).
 	var stdout, stderr bytes.Buffer
