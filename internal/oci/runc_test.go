@@ -66,7 +66,7 @@ func newBundle(t testing.TB, id string, args ...string) string {
 	if err := os.WriteFile(filepath.Join(bin, "busybox"), data, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range []string{"sh", "sleep", "echo", "cat", "true", "false", "kill", "stty", "["} {
+	for _, name := range []string{"sh", "sleep", "echo", "cat", "true", "false", "kill", "stty", "[", "grep", "wc"} {
 		if err := os.Symlink("busybox", filepath.Join(bin, name)); err != nil {
 			t.Fatal(err)
 		}
@@ -521,6 +521,37 @@ func BenchmarkExec(b *testing.B) {
 	for b.Loop() {
 		if code, err := r.Exec(b.Context(), id, p, ExecOpts{}); err != nil || code != 0 {
 			b.Fatalf("exec: %d, %v", code, err)
+		}
+	}
+}
+
+// TestDefaultSpecInRunc checks what a container of DefaultSpec sees.
+func TestDefaultSpecInRunc(t *testing.T) {
+	r := newRunc(t)
+	id := startSleeper(t, r)
+	checks := []struct{ script, want string }{
+		// Docker's and containerd's default capability set.
+		{"grep CapEff /proc/self/status", "CapEff:\t00000000a80425fb\n"},
+		{"echo x > /proc/sys/kernel/domainname && echo writable || echo read-only", "read-only\n"},
+		{"[ -c /dev/null ] && [ -c /dev/urandom ] && echo devices", "devices\n"},
+	}
+	// runc masks only paths the kernel has.
+	for _, p := range []string{"/proc/keys", "/proc/timer_list", "/proc/kcore"} {
+		if _, err := os.Stat(p); err == nil {
+			checks = append(checks, struct{ script, want string }{"cat " + p + " | wc -c", "0\n"})
+			break
+		}
+	}
+	if _, err := os.Stat("/sys/fs/cgroup/pids/cgroup.procs"); err == nil {
+		checks = append(checks, struct{ script, want string }{"grep -c ' /sys/fs/cgroup/pids cgroup ro,' /proc/self/mounts", "1\n"})
+	}
+	for _, tc := range checks {
+		var out bytes.Buffer
+		if _, err := r.Exec(t.Context(), id, process("sh", "-c", tc.script), ExecOpts{Stdout: &out}); err != nil {
+			t.Fatalf("exec %q: %v", tc.script, err)
+		}
+		if out.String() != tc.want {
+			t.Errorf("%q printed %q, want %q", tc.script, out.String(), tc.want)
 		}
 	}
 }
