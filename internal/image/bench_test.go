@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"text/tabwriter"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/compression"
 
@@ -69,7 +71,10 @@ func BenchmarkPull(b *testing.B) {
 	img := buildImage(b, false, compression.GZip, runtime.GOARCH, benchLayers(b, mib)...)
 	reg.push(b, "bench/big:1", img)
 	ref := reg.host + "/bench/big:1"
-	b.Logf("image: %d MiB uncompressed in 4 layers", mib)
+	var t results
+	defer func() {
+		t.print(fmt.Sprintf("pull + unpack of %d MiB in 4 gzip layers from a registry on 127.0.0.1", mib), mib)
+	}()
 
 	b.Run("peapod", func(b *testing.B) {
 		b.SetBytes(int64(mib) << 20)
@@ -87,6 +92,7 @@ func BenchmarkPull(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
+		t.add("peapod", b)
 	})
 	b.Run("skopeo-dir", func(b *testing.B) {
 		skopeo := testimage.RequireBinary(b, "skopeo", "skopeo")
@@ -97,6 +103,7 @@ func BenchmarkPull(b *testing.B) {
 			b.StartTimer()
 			run(b, skopeo, "copy", "--src-tls-verify=false", "docker://"+ref, "dir:"+dst)
 		}
+		t.add("skopeo copy (dir, no unpack)", b)
 	})
 	b.Run("podman", func(b *testing.B) {
 		podman := testimage.RequireBinary(b, "podman", "podman")
@@ -111,6 +118,7 @@ func BenchmarkPull(b *testing.B) {
 			run(b, podman, append(args, "system", "reset", "-f")...)
 			b.StartTimer()
 		}
+		t.add("podman pull", b)
 	})
 }
 
@@ -129,6 +137,8 @@ func BenchmarkUnpack(b *testing.B) {
 		}
 		files = append(files, p)
 	}
+	var t results
+	defer func() { t.print(fmt.Sprintf("unpack of %d MiB in 4 uncompressed layers", mib), mib) }()
 	b.Run("peapod", func(b *testing.B) {
 		b.SetBytes(int64(mib) << 20)
 		for b.Loop() {
@@ -148,6 +158,7 @@ func BenchmarkUnpack(b *testing.B) {
 				r.Close()
 			}
 		}
+		t.add("peapod", b)
 	})
 	b.Run("tar-x", func(b *testing.B) {
 		tarBin := testimage.RequireBinary(b, "tar", "tar")
@@ -162,7 +173,41 @@ func BenchmarkUnpack(b *testing.B) {
 				run(b, tarBin, "-x", "--xattrs", "--same-owner", "-p", "-f", f, "-C", d)
 			}
 		}
+		t.add("tar -x", b)
 	})
+}
+
+// results collects each sub-benchmark's time per operation, for a table
+// of ratios to the first (peapod).
+type results []struct {
+	name string
+	op   time.Duration
+}
+
+// add records b's time per operation; call it after b's loop.
+func (r *results) add(name string, b *testing.B) {
+	if b.N > 0 {
+		*r = append(*r, struct {
+			name string
+			op   time.Duration
+		}{name, b.Elapsed() / time.Duration(b.N)})
+	}
+}
+
+// print writes the table to standard output, where benchmark results go (a
+// parent benchmark's log is not shown).
+func (r results) print(title string, mib int) {
+	if len(r) == 0 {
+		return
+	}
+	var sb strings.Builder
+	tw := tabwriter.NewWriter(&sb, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "\ttime/op\tMiB/s\tx peapod's time\t\n")
+	for _, e := range r {
+		fmt.Fprintf(tw, "%s\t%.3f s\t%.0f\t%.2f\t\n", e.name, e.op.Seconds(), float64(mib)/e.op.Seconds(), e.op.Seconds()/r[0].op.Seconds())
+	}
+	tw.Flush()
+	fmt.Printf("%s:\n%s", title, sb.String())
 }
 
 func run(b *testing.B, name string, args ...string) {
