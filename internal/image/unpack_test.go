@@ -61,6 +61,18 @@ func TestMaliciousLayers(t *testing.T) {
 		{name: "hard link through symlinked parent", refused: true, entries: func(o string) []entry {
 			return []entry{{name: "dir", typ: tar.TypeSymlink, link: o}, {name: "victim", typ: tar.TypeLink, link: "dir/victim"}}
 		}},
+		{name: "symlink chain", entries: func(o string) []entry {
+			return []entry{{name: "b", typ: tar.TypeSymlink, link: o}, {name: "a", typ: tar.TypeSymlink, link: "b"}, {name: "a/evil", body: "x"}}
+		}},
+		{name: "directory replaced by symlink", entries: func(o string) []entry {
+			return []entry{{name: "d/", typ: tar.TypeDir}, {name: "d/ok", body: "x"}, {name: "d", typ: tar.TypeSymlink, link: o}, {name: "d/evil", body: "x"}}
+		}},
+		{name: "hard link to a symlink pointing out, written through", entries: func(o string) []entry {
+			return []entry{{name: "s", typ: tar.TypeSymlink, link: o + "/victim"}, {name: "h", typ: tar.TypeLink, link: "s"}, {name: "h", body: "x"}}
+		}},
+		{name: "whiteout of a symlink to the outside", entries: func(o string) []entry {
+			return []entry{{name: "s", typ: tar.TypeSymlink, link: o + "/victim"}, {name: ".wh.s", body: ""}}
+		}},
 		{name: "whiteout of parent", refused: true, entries: func(o string) []entry {
 			return []entry{{name: "a/.wh..", body: ""}}
 		}},
