@@ -2,9 +2,11 @@ package registry
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -129,4 +131,32 @@ func (r *Registry) recordEventFrom(ctx context.Context, component string, pod *c
 		clear(r.events.names)
 	}
 	r.events.names[key] = ev.Name
+}
+
+// EventTTL is how long an event is kept after it last happened (the
+// kube-apiserver's --event-ttl default).
+const EventTTL = time.Hour
+
+// ExpireEvents deletes the events that last happened more than EventTTL
+// ago, as etcd's lease on each event does for the kube-apiserver.
+func (r *Registry) ExpireEvents(ctx context.Context) error {
+	cutoff := r.clock.Now().Add(-EventTTL)
+	list, err := r.store.List(ctx, "events", store.ListOptions{Filter: func(o store.Object) bool {
+		ev := o.(*corev1.Event)
+		last := ev.LastTimestamp.Time
+		if last.IsZero() {
+			last = ev.CreationTimestamp.Time
+		}
+		return last.Before(cutoff)
+	}})
+	if err != nil {
+		return fmt.Errorf("list events: %w", err)
+	}
+	for _, ev := range list.Items {
+		_, err := r.store.Delete(ctx, "events", ev.GetNamespace(), ev.GetName(), &metav1.Preconditions{UID: ptrUID(ev)})
+		if err != nil && !errors.Is(err, store.ErrNotFound) && !errors.Is(err, store.ErrConflict) {
+			return fmt.Errorf("delete event %s/%s: %w", ev.GetNamespace(), ev.GetName(), err)
+		}
+	}
+	return nil
 }

@@ -240,3 +240,20 @@ func TestPodUpdateLimits(t *testing.T) {
 		t.Fatalf("removing tolerations: %v", err)
 	}
 }
+
+func TestExpireEvents(t *testing.T) {
+	ctx := context.Background()
+	r, clk := newRegistry(t)
+	p := createPod(t, r, pod("p", corev1.Container{Name: "c", Image: "i"}))
+	r.Pods().RecordEvent(ctx, p, corev1.EventTypeNormal, "Old", "old")
+	clk.Step(30 * time.Minute)
+	r.Pods().RecordEvent(ctx, p, corev1.EventTypeNormal, "New", "new")
+	clk.Step(31 * time.Minute)
+	if err := r.ExpireEvents(ctx); err != nil {
+		t.Fatal(err)
+	}
+	list, _ := r.List(ctx, r.resources["events"], "default", nil)
+	if evs := list.(*corev1.EventList).Items; len(evs) != 1 || evs[0].Reason != "New" {
+		t.Fatalf("left: %v", evs)
+	}
+}
