@@ -47,8 +47,9 @@ type Config struct {
 	Logger *slog.Logger
 	// MaxRequestBodyBytes; default DefaultMaxRequestBodyBytes.
 	MaxRequestBodyBytes int64
-	// BookmarkInterval is how often watchers that allow bookmarks get one;
-	// default one minute (the kube-apiserver sends them about as often).
+	// BookmarkInterval is how often watchers that allow bookmarks get one
+	// and old events are expired; default one minute (the kube-apiserver
+	// sends bookmarks about as often).
 	BookmarkInterval time.Duration
 }
 
@@ -148,7 +149,7 @@ func (s *Server) Start(ctx context.Context) error {
 			s.log.Error("serving", "err", err)
 		}
 	}()
-	go s.sendBookmarks(runCtx)
+	go s.maintain(runCtx)
 
 	s.mu.Lock()
 	s.ln, s.srv, s.cancel, s.done = ln, srv, cancel, done
@@ -163,7 +164,9 @@ func (s *Server) Start(ctx context.Context) error {
 	return nil
 }
 
-func (s *Server) sendBookmarks(ctx context.Context) {
+// maintain sends watch bookmarks and expires old events every
+// BookmarkInterval while the server runs.
+func (s *Server) maintain(ctx context.Context) {
 	for {
 		t := s.reg.Clock().NewTimer(s.cfg.BookmarkInterval)
 		select {
@@ -172,6 +175,9 @@ func (s *Server) sendBookmarks(ctx context.Context) {
 			return
 		case <-t.C():
 			s.reg.SendBookmarks()
+			if err := s.reg.ExpireEvents(ctx); err != nil {
+				s.log.Warn("expiring events", "err", err)
+			}
 		}
 	}
 }

@@ -37,12 +37,12 @@ func (fakeLogs) StreamLogs(ctx context.Context, pod *corev1.Pod, o *corev1.PodLo
 	return err
 }
 
-func startServer(t *testing.T) *testServer {
+func startServer(t testing.TB) *testServer {
 	t.Helper()
 	return startServerIn(t, t.TempDir())
 }
 
-func startServerIn(t *testing.T, dir string) *testServer {
+func startServerIn(t testing.TB, dir string) *testServer {
 	t.Helper()
 	st, err := registry.OpenStore(dir)
 	if err != nil {
@@ -77,6 +77,8 @@ func startServerIn(t *testing.T, dir string) *testServer {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// No client-side rate limit: tests and benchmarks measure the server.
+	cfg.QPS, cfg.Burst = -1, -1
 	client, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		t.Fatal(err)
