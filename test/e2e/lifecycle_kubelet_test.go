@@ -32,6 +32,7 @@ func TestKubeletLifecycle(t *testing.T) {
 			{"Hooks", testHooks},
 			{"OOMKilled", testOOMKilled},
 			{"Volumes", testVolumes},
+			{"ConfigMapAndSecret", testConfigMapAndSecret},
 			{"RestartPolicies", testRestartPolicies},
 			{"ActiveDeadline", testActiveDeadline},
 		} {
@@ -491,4 +492,67 @@ spec:
 		return cs != nil && cs.State.Terminated != nil
 	})
 	d.waitEvents("default", "deadline", 10*time.Second, "Started", "DeadlineExceeded")
+}
+
+// ConfigMap and Secret objects as volumes (plain and projected) and as env,
+// shared between two containers; an update of the ConfigMap reaches the volume.
+func testConfigMapAndSecret(t *testing.T, d *daemon) {
+	d.mustKubectl("create", "configmap", "settings", "--from-literal=color=blue", "--from-literal=size=L")
+	d.mustKubectl("create", "secret", "generic", "creds", "--from-literal=password=s3cret")
+	d.create(`
+apiVersion: v1
+kind: Pod
+metadata: {name: objects}
+spec:
+  terminationGracePeriodSeconds: 1
+  volumes:
+  - {name: cm, configMap: {name: settings}}
+  - {name: sec, secret: {secretName: creds, defaultMode: 0400}}
+  - name: proj
+    projected:
+      sources:
+      - configMap: {name: settings, items: [{key: size, path: sz}]}
+      - secret: {name: creds}
+      - downwardAPI: {items: [{path: ns, fieldRef: {fieldPath: metadata.namespace}}]}
+  containers:
+  - name: a
+    image: busybox
+    imagePullPolicy: Never
+    command: ["sh", "-c", "while true; do echo $(cat /cm/size) $(cat /cm/color); sleep 1; done"]
+    volumeMounts: [{name: cm, mountPath: /cm}, {name: sec, mountPath: /sec}]
+  - name: b
+    image: busybox
+    imagePullPolicy: Never
+    command: ["sh", "-c", "cat /cm/color; echo; cat /sec/password; echo; stat -Lc %a /sec/password; cat /p/sz; echo; cat /p/password; echo; cat /p/ns; echo; echo $COLOR $PASS; echo end; exec sleep 600"]
+    env:
+    - {name: COLOR, valueFrom: {configMapKeyRef: {name: settings, key: color}}}
+    - {name: PASS, valueFrom: {secretKeyRef: {name: creds, key: password}}}
+    volumeMounts: [{name: cm, mountPath: /cm}, {name: sec, mountPath: /sec}, {name: proj, mountPath: /p}]
+`)
+	d.waitPod("default", "objects", 60*time.Second, "Running", running)
+	want := "blue\ns3cret\n400\nL\ns3cret\ndefault\nblue s3cret\nend\n"
+	var logs string
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		if logs = d.mustKubectl("logs", "objects", "-c", "b"); strings.Contains(logs, "end") {
+			break
+		}
+	}
+	if logs != want {
+		t.Errorf("container b saw:\n%s\nwant:\n%s", logs, want)
+	}
+	// Container a sees the same files, and an update of the ConfigMap (the pod
+	// manager resyncs every pod at least once a minute).
+	waitLog := func(want string, timeout time.Duration) {
+		t.Helper()
+		var out string
+		for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(time.Second) {
+			if out = d.mustKubectl("logs", "objects", "-c", "a", "--tail=1"); out == want {
+				return
+			}
+		}
+		t.Fatalf("container a prints %q, want %q", out, want)
+	}
+	waitLog("L blue\n", 30*time.Second)
+	d.mustKubectl("patch", "configmap", "settings", "-p", `{"data":{"color":"red"}}`)
+	waitLog("L red\n", 90*time.Second)
 }
