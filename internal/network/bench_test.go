@@ -11,7 +11,7 @@ import (
 
 // BenchmarkSetupTeardown measures the network part of starting and stopping
 // a sandbox: pinning a netns, CNI ADD (loopback, bridge with host-local,
-// portmap without ports), and DEL with the netns removal.
+// no portmap for a pod without ports), and DEL with the netns removal.
 func BenchmarkSetupTeardown(b *testing.B) {
 	e := newEnv(b, "ppnetb0", "10.200.36.0/24")
 	m, err := New(e.cfg)

@@ -84,12 +84,18 @@ type Result struct {
 
 // Manager runs the CNI plugins for pods.
 type Manager struct {
-	cni      *libcni.CNIConfig
-	dirs     []string
-	list     *libcni.NetworkConfigList
+	cni  *libcni.CNIConfig
+	dirs []string
+	list *libcni.NetworkConfigList
+	// noPorts is list without the plugins that take port mappings, for
+	// pods that publish none; nil when list has no such plugin.
+	noPorts  *libcni.NetworkConfigList
 	lo       *libcni.NetworkConfigList
 	confFile string
 	ipamDir  string
+	// nodeMasq is the node-wide masquerade of the default network; nil for
+	// a network of the user's.
+	nodeMasq *nodeMasquerade
 }
 
 // New loads the network configuration from cfg.ConfDir, writing the default
@@ -128,10 +134,63 @@ func New(cfg Config) (*Manager, error) {
 		confFile: file,
 		ipamDir:  cfg.IPAMDir,
 	}
+	if m.noPorts, err = withoutPortMapping(list); err != nil {
+		return nil, err
+	}
+	if filepath.Base(file) == DefaultConfFile && list.Name == DefaultNetwork {
+		if m.nodeMasq, err = defaultNodeMasquerade(list); err != nil {
+			return nil, err
+		}
+	}
 	if err := m.Status(); err != nil {
 		return nil, err
 	}
 	return m, nil
+}
+
+// withoutPortMapping returns the list without its plugins that take port
+// mappings (portmap), or nil when it has none: running them for a pod that
+// publishes no port costs a plugin process and its iptables calls on ADD and
+// DEL for nothing.
+func withoutPortMapping(list *libcni.NetworkConfigList) (*libcni.NetworkConfigList, error) {
+	var raw struct {
+		Plugins []map[string]any `json:"plugins"`
+	}
+	if err := json.Unmarshal(list.Bytes, &raw); err != nil {
+		return nil, fmt.Errorf("network: decode %s: %w", list.Name, err)
+	}
+	kept := raw.Plugins[:0]
+	for i, p := range list.Plugins {
+		if !p.Network.Capabilities[capPortMap] {
+			kept = append(kept, raw.Plugins[i])
+		}
+	}
+	if len(kept) == len(list.Plugins) || len(kept) == 0 {
+		return nil, nil
+	}
+	var whole map[string]any
+	if err := json.Unmarshal(list.Bytes, &whole); err != nil {
+		return nil, fmt.Errorf("network: decode %s: %w", list.Name, err)
+	}
+	whole["plugins"] = kept
+	b, err := json.Marshal(whole)
+	if err != nil {
+		return nil, fmt.Errorf("network: encode %s without port mapping: %w", list.Name, err)
+	}
+	l, err := libcni.ConfListFromBytes(b)
+	if err != nil {
+		return nil, fmt.Errorf("network: %s without port mapping: %w", list.Name, err)
+	}
+	return l, nil
+}
+
+// listFor is the network list to run for a pod with or without published
+// ports.
+func (m *Manager) listFor(ports bool) *libcni.NetworkConfigList {
+	if ports || m.noPorts == nil {
+		return m.list
+	}
+	return m.noPorts
 }
 
 // Status returns nil when the network is ready for pods: its configuration
@@ -166,13 +225,19 @@ func (m *Manager) Name() string { return m.list.Name }
 // failure it undoes what it did.
 func (m *Manager) Setup(ctx context.Context, id, netnsPath string, o PodNetwork) (_ *Result, retErr error) {
 	lg := log.FromContext(ctx).With("sandbox", id, "netns", netnsPath)
+	if m.nodeMasq != nil {
+		if err := m.nodeMasq.ensure(ctx); err != nil {
+			return nil, fmt.Errorf("set up network %q of sandbox %s: %w", m.list.Name, id, err)
+		}
+	}
 	loRT := m.runtimeConf(id, netnsPath, loName, o, false)
 	rt := m.runtimeConf(id, netnsPath, ifName, o, true)
+	list := m.listFor(len(o.PortMappings) > 0)
 	defer func() {
 		if retErr != nil {
 			// What succeeded holds addresses, links and rules; DEL of what
 			// did not is harmless.
-			m.undo(lg, m.list, rt)
+			m.undo(lg, list, rt)
 			m.undo(lg, m.lo, loRT)
 		}
 	}()
@@ -183,7 +248,7 @@ func (m *Manager) Setup(ctx context.Context, id, netnsPath string, o PodNetwork)
 		_, err := m.cni.AddNetworkList(ctx, m.lo, loRT)
 		loErr <- err
 	}()
-	r, err := m.cni.AddNetworkList(ctx, m.list, rt)
+	r, err := m.cni.AddNetworkList(ctx, list, rt)
 	if err != nil {
 		err = fmt.Errorf("set up network %q of sandbox %s: %w", m.list.Name, id, err)
 	}
@@ -245,13 +310,16 @@ func (m *Manager) Teardown(ctx context.Context, id, netnsPath string, o PodNetwo
 
 func (m *Manager) teardown(ctx context.Context, id, netnsPath string, o PodNetwork, gone bool) error {
 	rt := m.runtimeConf(id, netnsPath, ifName, o, true)
-	if len(o.PortMappings) == 0 {
+	ports := len(o.PortMappings) > 0
+	if !ports {
 		caps, err := m.cachedCapabilities(rt)
 		if err != nil {
 			return err
 		}
 		rt.CapabilityArgs = caps
+		ports = caps[capPortMap] != nil
 	}
+	list := m.listFor(ports)
 	var cached []net.IP
 	if gone {
 		if r, err := m.cni.GetNetworkListCachedResult(m.list, rt); err == nil && r != nil {
@@ -260,7 +328,7 @@ func (m *Manager) teardown(ctx context.Context, id, netnsPath string, o PodNetwo
 			}
 		}
 	}
-	if err := m.cni.DelNetworkList(ctx, m.list, rt); err != nil {
+	if err := m.cni.DelNetworkList(ctx, list, rt); err != nil {
 		return err
 	}
 	if gone {
@@ -409,9 +477,12 @@ func writeDefaultConf(cfg Config) error {
 }
 
 // DefaultConfList is the configuration New writes when there is none: a
-// bridge with host-local addresses from cfg.Subnet, NAT to the outside and
-// hairpin so a pod reaches itself through its own published ports, and
-// portmap for hostPort.
+// bridge with host-local addresses from cfg.Subnet, hairpin so a pod reaches
+// itself through its own published ports, and portmap for hostPort. NAT to
+// the outside is one node-wide masquerade rule for the subnet that the
+// Manager adds (nodeMasquerade), not the bridge plugin's ipMasq, which adds
+// and removes a chain per pod: a handful of iptables runs on every pod start
+// and stop.
 func DefaultConfList(cfg Config) ([]byte, error) {
 	bridge, subnet := cfg.Bridge, cfg.Subnet
 	if bridge == "" {
@@ -431,7 +502,7 @@ func DefaultConfList(cfg Config) ([]byte, error) {
 				"type":        "bridge",
 				"bridge":      bridge,
 				"isGateway":   true,
-				"ipMasq":      true,
+				"ipMasq":      false,
 				"hairpinMode": true,
 				"ipam": map[string]any{
 					"type":    "host-local",

@@ -84,6 +84,10 @@ func newEnv(t testing.TB, bridge, subnet string) *env {
 		if linkExists(t, bridge) {
 			t.Errorf("bridge %s still exists", bridge)
 		}
+		// The node-wide masquerade stays with the bridge; it goes with it.
+		if err := deleteChain(context.Background(), "iptables", "PEAPOD-MASQ-"+bridge); err != nil {
+			t.Errorf("delete masquerade chain of %s: %v", bridge, err)
+		}
 	})
 	return e
 }
@@ -289,8 +293,22 @@ func TestTwoPods(t *testing.T) {
 	if got := len(bridgePorts(t, e.bridge)); got != 2 {
 		t.Fatalf("%d veths on the bridge, want 2", got)
 	}
-	if len(natRulesFor(t, a.id)) == 0 {
-		t.Fatal("no masquerade rules for pod a")
+	// NAT to the outside: the subnet's one masquerade rule, none per pod.
+	nat, err := exec.Command("iptables-save", "-t", "nat").CombinedOutput()
+	if err != nil {
+		t.Fatalf("iptables-save: %v: %s", err, nat)
+	}
+	for _, want := range []string{
+		"-A POSTROUTING -s " + subnet.String() + ` -m comment --comment "peapod: masquerade the pods of ` + e.bridge + `" -j PEAPOD-MASQ-` + e.bridge,
+		"-A PEAPOD-MASQ-" + e.bridge + " -d " + subnet.String() + " -j ACCEPT",
+		"-A PEAPOD-MASQ-" + e.bridge + " ! -d 224.0.0.0/4 -j MASQUERADE",
+	} {
+		if !strings.Contains(string(nat), want+"\n") {
+			t.Errorf("nat table lacks %q", want)
+		}
+	}
+	if r := natRulesFor(t, a.id); len(r) > 0 {
+		t.Errorf("pod a without ports has nat rules of its own: %v", r)
 	}
 
 	// Pod to pod across the bridge, loopback inside a pod, and the host
@@ -375,6 +393,21 @@ exec ` + realPlugins + `/portmap "$@"
 		t.Fatalf("Setup = %v, want the injected failure", err)
 	}
 	checkClean(t, e, id)
+	// A pod that publishes no port does not run portmap at all.
+	idOK := uniqueID("pptest-f")
+	nsOK, err := netns.New(e.nsDir, idOK)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer netns.Remove(nsOK)
+	pnOK := PodNetwork{Name: "f2", Namespace: "default", UID: "uid-f2"}
+	if _, err := m.Setup(context.Background(), idOK, nsOK, pnOK); err != nil {
+		t.Fatalf("Setup without ports ran portmap: %v", err)
+	}
+	if err := m.Teardown(context.Background(), idOK, nsOK, pnOK); err != nil {
+		t.Fatal(err)
+	}
+	checkClean(t, e, idOK)
 	// Nothing is left inside the namespace either: only lo, and it is down
 	// again after the loopback plugin's DEL.
 	var names []string
