@@ -22,6 +22,10 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, req *request) {
 		s.writeError(w, r, err)
 		return
 	}
+	if obj, err = s.trackFields(r, req, req.res.New(), obj, o.FieldManager); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
 	created, err := s.reg.Create(r.Context(), req.res, req.namespace, obj, &o)
 	if err != nil {
 		s.writeError(w, r, err)

@@ -62,6 +62,7 @@ type Server struct {
 
 	// openapi serves /openapi/v2 and /openapi/v3 (internal/openapi).
 	openapi http.Handler
+	fields  fieldManagers
 
 	mu     sync.Mutex
 	ln     net.Listener

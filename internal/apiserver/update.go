@@ -24,6 +24,15 @@ func (s *Server) update(w http.ResponseWriter, r *http.Request, req *request) {
 		s.writeError(w, r, err)
 		return
 	}
+	live, err := s.reg.Get(r.Context(), req.res, req.namespace, req.name)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if obj, err = s.trackFields(r, req, live, obj, o.FieldManager); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
 	updated, err := s.write(r, req, obj, &o)
 	if err != nil {
 		s.writeError(w, r, err)

@@ -51,9 +51,9 @@ func (namespaceStrategy) validateUpdate(obj, old store.Object) field.ErrorList {
 
 func (namespaceStrategy) prepareForStatusUpdate(obj, old store.Object) {
 	ns, oldNS := obj.(*corev1.Namespace), old.(*corev1.Namespace)
-	status := ns.Status
+	status, managed := ns.Status, ns.ManagedFields
 	*ns = *oldNS.DeepCopy()
-	ns.Status = status
+	ns.Status, ns.ManagedFields = status, managed
 }
 
 func (namespaceStrategy) validateStatusUpdate(obj, old store.Object) field.ErrorList {

@@ -31,9 +31,9 @@ func (nodeStrategy) prepareForUpdate(obj, old store.Object) {
 func (nodeStrategy) validateUpdate(obj, old store.Object) field.ErrorList { return nil }
 func (nodeStrategy) prepareForStatusUpdate(obj, old store.Object) {
 	n, oldN := obj.(*corev1.Node), old.(*corev1.Node)
-	status := n.Status
+	status, managed := n.Status, n.ManagedFields
 	*n = *oldN.DeepCopy()
-	n.Status = status
+	n.Status, n.ManagedFields = status, managed
 }
 func (nodeStrategy) validateStatusUpdate(obj, old store.Object) field.ErrorList { return nil }
 

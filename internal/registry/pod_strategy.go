@@ -117,9 +117,9 @@ func hasToleration(ts []corev1.Toleration, t corev1.Toleration) bool {
 
 func (podStrategy) prepareForStatusUpdate(obj, old store.Object) {
 	pod, oldPod := obj.(*corev1.Pod), old.(*corev1.Pod)
-	status := pod.Status
+	status, managed := pod.Status, pod.ManagedFields
 	*pod = *oldPod.DeepCopy()
-	pod.Status = status
+	pod.Status, pod.ManagedFields = status, managed
 }
 
 func (podStrategy) validateStatusUpdate(obj, old store.Object) field.ErrorList {
