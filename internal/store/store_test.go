@@ -239,6 +239,19 @@ func TestSlowWatcherIsClosed(t *testing.T) {
 	}
 }
 
+func TestInitialEventsEnd(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, Options{})
+	s.Create(ctx, "configmaps", cm("a", "x", "1"))
+	w, _ := s.Watch(ctx, "configmaps", WatchOptions{SendInitial: true, InitialEventsEnd: true})
+	defer w.Stop()
+	next(t, w)
+	ev := next(t, w)
+	if ev.Type != watch.Bookmark || ev.Object.(Object).GetAnnotations()[InitialEventsEndAnnotation] != "true" || ev.Object.(Object).GetResourceVersion() != "1" {
+		t.Fatalf("end of initial events: %v", ev)
+	}
+}
+
 func TestBookmarks(t *testing.T) {
 	ctx := context.Background()
 	s := open(t, Options{})

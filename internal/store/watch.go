@@ -23,9 +23,15 @@ type WatchOptions struct {
 	// Filter keeps the objects it returns true for. An update that moves an
 	// object into the filter is ADDED, one that moves it out is DELETED.
 	Filter func(Object) bool
+	// InitialEventsEnd follows the initial events with a BOOKMARK annotated
+	// "k8s.io/initial-events-end" (the watch-list protocol).
+	InitialEventsEnd bool
 	// Bookmarks asks for the BOOKMARK events SendBookmarks emits.
 	Bookmarks bool
 }
+
+// InitialEventsEndAnnotation marks the bookmark that ends the initial events.
+const InitialEventsEndAnnotation = "k8s.io/initial-events-end"
 
 type watcher struct {
 	s        *Store
@@ -61,6 +67,15 @@ func (s *Store) Watch(ctx context.Context, resource string, o WatchOptions) (wat
 			if err != nil {
 				return err
 			}
+			rv := currentRV(tx)
+			defer func() {
+				if o.InitialEventsEnd {
+					obj := s.resources[resource]()
+					obj.SetResourceVersion(strconv.FormatUint(rv, 10))
+					obj.SetAnnotations(map[string]string{InitialEventsEndAnnotation: "true"})
+					w.initial = append(w.initial, event{typ: watch.Bookmark, resource: resource, rv: rv, obj: obj})
+				}
+			}()
 			return b.ForEach(func(k, v []byte) error {
 				obj, err := s.decode(resource, v)
 				if err != nil {
