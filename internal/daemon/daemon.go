@@ -135,6 +135,7 @@ func Run(ctx context.Context, o Options) (retErr error) {
 		LogRoot:  o.Dirs.Logs(),
 		PodsDir:  o.Dirs.Pods(),
 		Objects:  objects{reg},
+		Node:     objects{reg},
 		Clock:    clk,
 		Logger:   log.With("component", "podmanager"),
 	})

@@ -10,7 +10,8 @@ import (
 )
 
 // objects gives the pod manager the API's ConfigMaps and Secrets (volumes,
-// env and imagePullSecrets), with the API's NotFound errors.
+// env and imagePullSecrets) and the Node (admission), with the API's
+// NotFound errors.
 type objects struct{ reg *registry.Registry }
 
 func (o objects) get(ctx context.Context, resource, ns, name string) (any, error) {
@@ -43,4 +44,17 @@ func (o objects) GetSecret(ctx context.Context, ns, name string) (*corev1.Secret
 		return nil, fmt.Errorf("secret %s/%s: stored as %T", ns, name, obj)
 	}
 	return s, nil
+}
+
+// GetNode gives the pod manager the Node object for admission.
+func (o objects) GetNode(ctx context.Context, name string) (*corev1.Node, error) {
+	obj, err := o.get(ctx, "nodes", "", name)
+	if err != nil {
+		return nil, err
+	}
+	n, ok := obj.(*corev1.Node)
+	if !ok {
+		return nil, fmt.Errorf("node %s: stored as %T", name, obj)
+	}
+	return n, nil
 }

@@ -308,6 +308,11 @@ func (m *Manager) syncPod(ctx context.Context, pod *corev1.Pod) (time.Duration, 
 	if err != nil {
 		return time.Second, err
 	}
+	if ok, err := m.admit(ctx, pod, podStatus); err != nil {
+		return time.Second, err
+	} else if !ok {
+		return 0, nil
+	}
 	if exceeded, _ := m.pastActiveDeadline(pod); exceeded {
 		return 0, m.failPastDeadline(ctx, pod, podStatus)
 	}

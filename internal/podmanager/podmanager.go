@@ -83,6 +83,9 @@ type Config struct {
 	PodsDir string
 	// Objects gives ConfigMaps and Secrets for volumes and env; nil: none.
 	Objects ObjectGetter
+	// Node gives this node's object for admission (node selector, affinity,
+	// resources of pods bound here by hand); nil admits every pod.
+	Node NodeGetter
 	// HostsFile is the host's /etc/hosts, copied for hostNetwork pods.
 	HostsFile string
 	// ResolvConf is the host's resolver configuration used for the pods' DNS
@@ -152,6 +155,9 @@ type podRecord struct {
 	removed bool
 	// orphan: found only in the runtime (no API object); pod is synthesised from labels.
 	orphan bool
+	// admitted: the pod passed admission (or ran before); its requests count
+	// against the node's allocatable.
+	admitted bool
 	// terminated: a terminal pod whose sandbox has been stopped; nothing more to do
 	// until it is deleted.
 	terminated bool

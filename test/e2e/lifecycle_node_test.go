@@ -58,6 +58,32 @@ spec:
         - matchExpressions: [{key: kubernetes.io/os, operator: In, values: [windows]}]`, "0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector.")
 	pending("toobig", "", "0/1 nodes are available: 1 Insufficient cpu.")
 
+	// Pods bound to the node by hand skip the scheduler; the pod manager's
+	// admission rejects those that do not fit, as the kubelet does.
+	node := strings.TrimPrefix(strings.TrimSpace(d.mustKubectl("get", "nodes", "-o", "name")), "node/")
+	rejected := func(name, spec, resources, reason, message string) {
+		t.Helper()
+		d.create(fmt.Sprintf(`
+apiVersion: v1
+kind: Pod
+metadata: {name: %s}
+spec:
+  nodeName: %s
+  terminationGracePeriodSeconds: 1
+%s
+  containers:
+  - {name: c, image: busybox, imagePullPolicy: Never, command: ["sleep", "600"], resources: {requests: {%s}}}
+`, name, node, spec, resources))
+		p := d.waitPod("default", name, 30*time.Second, "Failed", func(p *corev1.Pod) bool { return p.Status.Phase == corev1.PodFailed })
+		if p.Status.Reason != reason || !strings.HasPrefix(p.Status.Message, message) {
+			t.Errorf("%s: reason %q message %q; want %q %q", name, p.Status.Reason, p.Status.Message, reason, message)
+		}
+		d.waitEvents("default", name, 10*time.Second, reason)
+	}
+	rejected("bound-selector", "  nodeSelector: {disktype: ssd}", "", "NodeAffinity",
+		"Pod was rejected: Predicate NodeAffinity failed: node(s) didn't match Pod's node affinity/selector")
+	rejected("bound-big", "", "memory: 1Pi", "OutOfmemory", "Pod was rejected: Node didn't have enough resource: memory, requested: 1125899906842624, used: 0, capacity: ")
+
 	// A pod that fits (its selector names this node's labels) is scheduled and runs.
 	d.create(`
 apiVersion: v1
