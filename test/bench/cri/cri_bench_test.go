@@ -4,13 +4,14 @@
 //	PEAPOD_CRI_BENCH_IMAGE=127.0.0.1:5000/critest/busybox:1.35 \
 //	go test -run '^$' -bench CRI -benchtime 1x ./test/bench/cri/
 //
-// For each endpoint, in order, it pulls the image, runs one warm-up pod, then
-// 20 pods one after the other, each RunPodSandbox + CreateContainer +
-// StartContainer of a busybox `sleep`; with the 20 running it sums the
-// proportional set size (PSS) of every per-pod process — the sandbox's
-// process (pause) and the new parents of it and of the container's process
-// (shims, monitors), found from the pids in the verbose statuses — and
-// divides by 20; then it stops and removes each pod
+// For each endpoint it pulls the image and runs one warm-up pod; then it
+// runs 20 pods on each, one after the other and interleaving the endpoints
+// (so that load from elsewhere falls on all alike), each RunPodSandbox +
+// CreateContainer + StartContainer of a busybox `sleep`. With the 20 pods of
+// each running it sums the proportional set size (PSS) of every per-pod
+// process — the sandbox's process (pause) and the new parents of it and of
+// the container's process (shims, monitors), found from the pids in the
+// verbose statuses — and divides by 20; then it stops and removes each pod
 // (StopPodSandbox + RemovePodSandbox). It prints the medians and the memory
 // per pod as a table. Run as root (PSS of other processes), with the
 // runtimes already serving; nothing here asserts on time.
@@ -72,136 +73,172 @@ type result struct {
 
 func BenchmarkCRI(b *testing.B) {
 	eps, image := endpoints(b)
-	var results []result
-	for _, ep := range eps {
-		b.Run(ep.name, func(b *testing.B) {
-			for range b.N {
-				r := measure(b, ep, image)
-				results = append(results, r)
-				b.ReportMetric(ms(r.total), "ms/start")
-				b.ReportMetric(ms(r.stopTotal), "ms/stop")
-				b.ReportMetric(r.pssPerPod/1e6, "MB-PSS/pod")
-			}
-		})
+	for range b.N {
+		results := measure(b, eps, image)
+		for _, r := range results {
+			b.ReportMetric(ms(r.total), r.name+"-ms/start")
+			b.ReportMetric(ms(r.stopTotal), r.name+"-ms/stop")
+			b.ReportMetric(r.pssPerPod/1e6, r.name+"-MB-PSS/pod")
+		}
+		b.Log(table(results))
 	}
-	printTable(results)
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
-func measure(b *testing.B, ep endpoint, image string) result {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
+// runner drives one endpoint.
+type runner struct {
+	b       *testing.B
+	ep      endpoint
+	image   string
+	rt      runtimeapi.RuntimeServiceClient
+	logDir  string
+	tag     string
+	ids     []string
+	podPids [][2]int
+
+	runs, creates, starts, totals []time.Duration
+	stops, removes, stopTotals    []time.Duration
+}
+
+func newRunner(b *testing.B, ctx context.Context, ep endpoint, image string) *runner {
 	conn, err := grpc.NewClient(ep.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		b.Fatalf("%s: %v", ep.name, err)
 	}
-	defer conn.Close()
-	rt := runtimeapi.NewRuntimeServiceClient(conn)
+	b.Cleanup(func() { conn.Close() })
+	r := &runner{
+		b: b, ep: ep, image: image,
+		rt:     runtimeapi.NewRuntimeServiceClient(conn),
+		logDir: b.TempDir(),
+		tag:    fmt.Sprintf("%d-%d", os.Getpid(), time.Now().UnixNano()),
+	}
 	img := runtimeapi.NewImageServiceClient(conn)
 	if _, err := img.PullImage(ctx, &runtimeapi.PullImageRequest{Image: &runtimeapi.ImageSpec{Image: image}}); err != nil {
 		b.Fatalf("%s: pull %s: %v", ep.name, image, err)
 	}
-	logDir := b.TempDir()
-	tag := fmt.Sprintf("%d-%d", os.Getpid(), time.Now().UnixNano())
-
-	startPod := func(i int) (id, ctr string, run, create, start time.Duration) {
-		sbc := &runtimeapi.PodSandboxConfig{
-			Metadata:     &runtimeapi.PodSandboxMetadata{Name: fmt.Sprintf("bench-%d", i), Namespace: "cribench", Uid: fmt.Sprintf("%s-%d", tag, i), Attempt: 0},
-			Hostname:     fmt.Sprintf("bench-%d", i),
-			LogDirectory: filepath.Join(logDir, strconv.Itoa(i)),
-			Linux:        &runtimeapi.LinuxPodSandboxConfig{},
-		}
-		cc := &runtimeapi.ContainerConfig{
-			Metadata: &runtimeapi.ContainerMetadata{Name: "sleep"},
-			Image:    &runtimeapi.ImageSpec{Image: image},
-			Command:  []string{"sleep", "3600"},
-			LogPath:  "sleep.log",
-			Linux:    &runtimeapi.LinuxContainerConfig{},
-		}
-		t0 := time.Now()
-		sb, err := rt.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: sbc})
-		if err != nil {
-			b.Fatalf("%s: RunPodSandbox: %v", ep.name, err)
-		}
-		t1 := time.Now()
-		c, err := rt.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{PodSandboxId: sb.PodSandboxId, Config: cc, SandboxConfig: sbc})
-		if err != nil {
-			b.Fatalf("%s: CreateContainer: %v", ep.name, err)
-		}
-		t2 := time.Now()
-		if _, err := rt.StartContainer(ctx, &runtimeapi.StartContainerRequest{ContainerId: c.ContainerId}); err != nil {
-			b.Fatalf("%s: StartContainer: %v", ep.name, err)
-		}
-		t3 := time.Now()
-		return sb.PodSandboxId, c.ContainerId, t1.Sub(t0), t2.Sub(t1), t3.Sub(t2)
-	}
-	pids := func(sandbox, ctr string) [2]int {
-		ss, err := rt.PodSandboxStatus(ctx, &runtimeapi.PodSandboxStatusRequest{PodSandboxId: sandbox, Verbose: true})
-		if err != nil {
-			b.Fatalf("%s: PodSandboxStatus: %v", ep.name, err)
-		}
-		cs, err := rt.ContainerStatus(ctx, &runtimeapi.ContainerStatusRequest{ContainerId: ctr, Verbose: true})
-		if err != nil {
-			b.Fatalf("%s: ContainerStatus: %v", ep.name, err)
-		}
-		return [2]int{verbosePid(b, ss.Info), verbosePid(b, cs.Info)}
-	}
-	stopPod := func(id string) (stop, remove time.Duration) {
-		t0 := time.Now()
-		if _, err := rt.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: id}); err != nil {
-			b.Fatalf("%s: StopPodSandbox: %v", ep.name, err)
-		}
-		t1 := time.Now()
-		if _, err := rt.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: id}); err != nil {
-			b.Fatalf("%s: RemovePodSandbox: %v", ep.name, err)
-		}
-		return t1.Sub(t0), time.Since(t1)
-	}
-
-	// A warm-up pod: first-use costs (image unpack, caches) are not part
-	// of a pod start.
-	warm, _, _, _, _ := startPod(-1)
-	stopPod(warm)
-
-	before := processes()
-	var ids []string
-	var podPids [][2]int
-	var runs, creates, starts, totals []time.Duration
 	b.Cleanup(func() {
-		for _, id := range ids {
+		for _, id := range r.ids {
 			cctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			rt.StopPodSandbox(cctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: id})
-			rt.RemovePodSandbox(cctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: id})
+			r.rt.StopPodSandbox(cctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: id})
+			r.rt.RemovePodSandbox(cctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: id})
 			cancel()
 		}
 	})
+	return r
+}
+
+// startPod runs pod i: RunPodSandbox, CreateContainer and StartContainer of
+// a busybox sleep, each timed.
+func (r *runner) startPod(ctx context.Context, i int) (id, ctr string, run, create, start time.Duration) {
+	b := r.b
+	sbc := &runtimeapi.PodSandboxConfig{
+		Metadata:     &runtimeapi.PodSandboxMetadata{Name: fmt.Sprintf("bench-%d", i), Namespace: "cribench", Uid: fmt.Sprintf("%s-%d", r.tag, i)},
+		Hostname:     fmt.Sprintf("bench-%d", i),
+		LogDirectory: filepath.Join(r.logDir, strconv.Itoa(i)),
+		Linux:        &runtimeapi.LinuxPodSandboxConfig{},
+	}
+	cc := &runtimeapi.ContainerConfig{
+		Metadata: &runtimeapi.ContainerMetadata{Name: "sleep"},
+		Image:    &runtimeapi.ImageSpec{Image: r.image},
+		Command:  []string{"sleep", "3600"},
+		LogPath:  "sleep.log",
+		Linux:    &runtimeapi.LinuxContainerConfig{},
+	}
+	t0 := time.Now()
+	sb, err := r.rt.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: sbc})
+	if err != nil {
+		b.Fatalf("%s: RunPodSandbox: %v", r.ep.name, err)
+	}
+	r.ids = append(r.ids, sb.PodSandboxId)
+	t1 := time.Now()
+	c, err := r.rt.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{PodSandboxId: sb.PodSandboxId, Config: cc, SandboxConfig: sbc})
+	if err != nil {
+		b.Fatalf("%s: CreateContainer: %v", r.ep.name, err)
+	}
+	t2 := time.Now()
+	if _, err := r.rt.StartContainer(ctx, &runtimeapi.StartContainerRequest{ContainerId: c.ContainerId}); err != nil {
+		b.Fatalf("%s: StartContainer: %v", r.ep.name, err)
+	}
+	t3 := time.Now()
+	return sb.PodSandboxId, c.ContainerId, t1.Sub(t0), t2.Sub(t1), t3.Sub(t2)
+}
+
+// stopPod stops and removes the oldest pod, each step timed.
+func (r *runner) stopPod(ctx context.Context) (stop, remove time.Duration) {
+	id := r.ids[0]
+	t0 := time.Now()
+	if _, err := r.rt.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: id}); err != nil {
+		r.b.Fatalf("%s: StopPodSandbox: %v", r.ep.name, err)
+	}
+	t1 := time.Now()
+	if _, err := r.rt.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: id}); err != nil {
+		r.b.Fatalf("%s: RemovePodSandbox: %v", r.ep.name, err)
+	}
+	r.ids = r.ids[1:]
+	return t1.Sub(t0), time.Since(t1)
+}
+
+// pids are the processes of the pod's sandbox and container.
+func (r *runner) pids(ctx context.Context, sandbox, ctr string) [2]int {
+	ss, err := r.rt.PodSandboxStatus(ctx, &runtimeapi.PodSandboxStatusRequest{PodSandboxId: sandbox, Verbose: true})
+	if err != nil {
+		r.b.Fatalf("%s: PodSandboxStatus: %v", r.ep.name, err)
+	}
+	cs, err := r.rt.ContainerStatus(ctx, &runtimeapi.ContainerStatusRequest{ContainerId: ctr, Verbose: true})
+	if err != nil {
+		r.b.Fatalf("%s: ContainerStatus: %v", r.ep.name, err)
+	}
+	return [2]int{verbosePid(r.b, ss.Info), verbosePid(r.b, cs.Info)}
+}
+
+// measure interleaves the runtimes pod by pod (in a rotating order), so
+// that load from elsewhere on the machine falls on all of them alike.
+func measure(b *testing.B, eps []endpoint, image string) []result {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	defer cancel()
+	var rs []*runner
+	for _, ep := range eps {
+		r := newRunner(b, ctx, ep, image)
+		// A warm-up pod: first-use costs (image unpack, caches) are not
+		// part of a pod start.
+		r.startPod(ctx, -1)
+		r.stopPod(ctx)
+		rs = append(rs, r)
+	}
+	before := processes()
 	for i := range pods {
-		id, ctr, run, create, start := startPod(i)
-		ids = append(ids, id)
-		podPids = append(podPids, pids(id, ctr))
-		runs, creates, starts = append(runs, run), append(creates, create), append(starts, start)
-		totals = append(totals, run+create+start)
+		for k := range rs {
+			r := rs[(i+k)%len(rs)]
+			id, ctr, run, create, start := r.startPod(ctx, i)
+			r.podPids = append(r.podPids, r.pids(ctx, id, ctr))
+			r.runs, r.creates, r.starts = append(r.runs, run), append(r.creates, create), append(r.starts, start)
+			r.totals = append(r.totals, run+create+start)
+		}
 	}
 	// Let transient helpers (runc, CNI plugins) finish before counting.
 	time.Sleep(2 * time.Second)
-	pss, byComm := perPodPSS(b, before, podPids)
-
-	var stops, removes, stopTotals []time.Duration
-	for len(ids) > 0 {
-		s, r := stopPod(ids[0])
-		ids = ids[1:]
-		stops, removes, stopTotals = append(stops, s), append(removes, r), append(stopTotals, s+r)
+	var results []result
+	for _, r := range rs {
+		pss, byComm := perPodPSS(b, before, r.podPids)
+		for k := range byComm {
+			byComm[k] /= pods
+		}
+		results = append(results, result{name: r.ep.name, pssPerPod: pss / pods, byComm: byComm})
 	}
-	for k := range byComm {
-		byComm[k] /= pods
+	for i := range pods {
+		for k := range rs {
+			r := rs[(i+k)%len(rs)]
+			s, rm := r.stopPod(ctx)
+			r.stops, r.removes, r.stopTotals = append(r.stops, s), append(r.removes, rm), append(r.stopTotals, s+rm)
+		}
 	}
-	return result{
-		name: ep.name,
-		run:  median(runs), create: median(creates), start: median(starts), total: median(totals),
-		stopPod: median(stops), removePod: median(removes), stopTotal: median(stopTotals),
-		pssPerPod: pss / pods, byComm: byComm,
+	for i, r := range rs {
+		res := &results[i]
+		res.run, res.create, res.start, res.total = median(r.runs), median(r.creates), median(r.starts), median(r.totals)
+		res.stopPod, res.removePod, res.stopTotal = median(r.stops), median(r.removes), median(r.stopTotals)
 	}
+	return results
 }
 
 func median(ds []time.Duration) time.Duration {
@@ -302,10 +339,7 @@ func pssOf(pid int) (float64, error) {
 	return 0, fmt.Errorf("no Pss in smaps_rollup of %d", pid)
 }
 
-func printTable(rs []result) {
-	if len(rs) == 0 {
-		return
-	}
+func table(rs []result) string {
 	var sb strings.Builder
 	fmt.Fprintf(&sb, "\nCRI, medians of %d pods (busybox sleep), memory with %d pods running\n", pods, pods)
 	fmt.Fprintf(&sb, "%-12s %9s %9s %9s %10s %10s %10s %10s %11s  %s\n",
@@ -324,5 +358,5 @@ func printTable(rs []result) {
 			r.name, ms(r.run), ms(r.create), ms(r.start), ms(r.total), ms(r.stopPod), ms(r.removePod), ms(r.stopTotal),
 			r.pssPerPod/1e6, strings.Join(parts, ", "))
 	}
-	fmt.Print(sb.String())
+	return sb.String()
 }
