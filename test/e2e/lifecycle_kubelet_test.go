@@ -30,6 +30,7 @@ func TestKubeletLifecycle(t *testing.T) {
 			{"LivenessExec", testLivenessExec},
 			{"ReadinessFlip", testReadinessFlip},
 			{"Hooks", testHooks},
+			{"GracePeriod", testGracePeriod},
 			{"OOMKilled", testOOMKilled},
 			{"Volumes", testVolumes},
 			{"ConfigMapAndSecret", testConfigMapAndSecret},
@@ -555,4 +556,37 @@ spec:
 	waitLog("L blue\n", 30*time.Second)
 	d.mustKubectl("patch", "configmap", "settings", "-p", `{"data":{"color":"red"}}`)
 	waitLog("L red\n", 90*time.Second)
+}
+
+// A container that ignores SIGTERM is killed when the pod's own
+// terminationGracePeriodSeconds runs out (the delete names no grace period).
+func testGracePeriod(t *testing.T, d *daemon) {
+	dir := hostDir(t)
+	d.create(fmt.Sprintf(`
+apiVersion: v1
+kind: Pod
+metadata: {name: ignores-term}
+spec:
+  terminationGracePeriodSeconds: 3
+  volumes: [{name: log, hostPath: {path: %s}}]
+  containers:
+  - name: c
+    image: busybox
+    imagePullPolicy: Never
+    command: ["sh", "-c", "trap 'echo got-term >> /log/order' TERM; echo started >> /log/order; while true; do sleep 0.2; done"]
+    volumeMounts: [{name: log, mountPath: /log}]
+`, dir))
+	d.waitPod("default", "ignores-term", 60*time.Second, "Running", running)
+	waitFile(t, filepath.Join(dir, "order"), 10*time.Second, "started", func(l []string) bool { return indexOf(l, "started") >= 0 })
+	start := time.Now()
+	d.mustKubectl("delete", "pod", "ignores-term", "--wait=false")
+	if p, err := d.getPod("default", "ignores-term"); err == nil && (p.DeletionGracePeriodSeconds == nil || *p.DeletionGracePeriodSeconds != 3) {
+		t.Errorf("deletionGracePeriodSeconds %v, want the pod's 3", p.DeletionGracePeriodSeconds)
+	}
+	d.waitGone("default", "ignores-term", 60*time.Second)
+	if elapsed := time.Since(start); elapsed < 3*time.Second {
+		t.Errorf("gone after %v, before its 3 s grace period", elapsed)
+	}
+	waitFile(t, filepath.Join(dir, "order"), 5*time.Second, "showing the SIGTERM", func(l []string) bool { return indexOf(l, "got-term") >= 0 })
+	d.waitEvents("default", "ignores-term", 10*time.Second, "Started", "Killing")
 }
