@@ -124,3 +124,29 @@ func (r *authRecorder) PullImage(ctx context.Context, spec *runtimeapi.ImageSpec
 	r.auths = append(r.auths, auth)
 	return r.ImageManagerService.PullImage(ctx, spec, auth, sc)
 }
+
+// A failing pull is retried after the worker's fixed 10 s while the image
+// back-off doubles, so the pod shows ErrImagePull, then a growing run of
+// ImagePullBackOff between pulls, as under the kubelet.
+func TestImagePullRetriesAlternate(t *testing.T) {
+	pod := testPod("p", func(p *corev1.Pod) { p.Spec.Containers[0].Image = "127.0.0.1:5000/x:1" })
+	env := newTestEnv(t, pod)
+	env.images.SetFakeImages(nil)
+	var reasons []string
+	for range 7 {
+		env.images.InjectError("PullImage", errors.New("unreachable"))
+		env.sync(t, pod.UID)
+		reasons = append(reasons, env.store.pod(pod.UID).Status.ContainerStatuses[0].State.Waiting.Reason)
+		env.m.mu.Lock()
+		next := env.m.pods[pod.UID].requeueAt.Sub(env.clock.Now())
+		env.m.mu.Unlock()
+		if next != backOffPeriod {
+			t.Fatalf("requeued in %v, want %v", next, backOffPeriod)
+		}
+		env.clock.Step(next)
+	}
+	want := "ErrImagePull ErrImagePull ImagePullBackOff ErrImagePull ImagePullBackOff ImagePullBackOff ImagePullBackOff"
+	if got := strings.Join(reasons, " "); got != want {
+		t.Errorf("reasons every 10 s: %s\nwant %s", got, want)
+	}
+}

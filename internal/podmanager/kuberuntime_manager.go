@@ -433,7 +433,10 @@ func (m *Manager) applyPodActions(ctx context.Context, pod *corev1.Pod, podStatu
 			log.Warn("starting container failed", "container", c.Name, "reason", serr.Error(), "message", msg)
 			err = errors.Join(err, fmt.Errorf("start container %s: %w: %s", c.Name, serr, msg))
 			if errors.Is(serr, ErrImagePull) || errors.Is(serr, ErrImagePullBackOff) {
-				requeue = minPositive(requeue, m.imageBackOffRemaining(pod, c))
+				// The kubelet's pod worker retries a failed sync after its fixed
+				// back-off while the image back-off doubles: the pod alternates
+				// between ErrImagePull and a growing run of ImagePullBackOff.
+				requeue = minPositive(requeue, backOffPeriod)
 			} else {
 				requeue = minPositive(requeue, time.Second)
 			}
@@ -497,14 +500,6 @@ func (m *Manager) doBackOff(ctx context.Context, pod *corev1.Pod, c *corev1.Cont
 
 func backOffKey(pod *corev1.Pod, c *corev1.Container) string {
 	return fmt.Sprintf("%s_%s_%s_%s", pod.Name, pod.Namespace, pod.UID, c.Name)
-}
-
-func (m *Manager) imageBackOffRemaining(pod *corev1.Pod, c *corev1.Container) time.Duration {
-	d := m.imageBackOff.Get(string(pod.UID) + "_" + c.Image)
-	if d < time.Second {
-		d = time.Second
-	}
-	return d
 }
 
 func readySandboxes(podStatus *runtimePodStatus) []*runtimeapi.PodSandboxStatus {
