@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -53,14 +54,9 @@ func TestImagePullPolicies(t *testing.T) {
 	d.waitPod("default", "layers", 90*time.Second, "Running", running)
 	d.imgWaitLog("layers", "layer two\nnew\ngone-hidden\nls-hidden\n")
 	events := d.imgEvents("layers")
-	for _, want := range []string{
-		"Normal Pulling Pulling image \"" + ref + "\"",
-		"Normal Pulled Successfully pulled image \"" + ref + "\" in ",
-		"Image size: ",
-	} {
-		if !strings.Contains(events, want) {
-			t.Errorf("events lack %q:\n%s", want, events)
-		}
+	if !strings.Contains(events, "Normal Pulling Pulling image \""+ref+"\"") ||
+		!regexp.MustCompile(`Normal Pulled Successfully pulled image "`+regexp.QuoteMeta(ref)+`" in [0-9.]+m?s \([0-9.]+m?s including waiting\)\. Image size: [1-9][0-9]* bytes\.`).MatchString(events) {
+		t.Errorf("events lack Pulling, or Pulled with duration and size:\n%s", events)
 	}
 	describe := d.mustKubectl("describe", "pod", "layers")
 	if !strings.Contains(describe, "Successfully pulled image") || !strings.Contains(describe, "bytes.") {
