@@ -15,6 +15,11 @@ if [ "${#missing[@]}" -gt 0 ]; then
 	echo "setup: installing ${missing[*]}"
 	apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+	# The tests run their own docker-registry on 127.0.0.1; the package's
+	# service would serve an open registry on :5000.
+	if [[ " ${missing[*]} " == *" docker-registry "* ]] && command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+		systemctl disable --now docker-registry >/dev/null 2>&1 || true
+	fi
 fi
 
 export PATH=$PATH:/usr/local/go/bin
