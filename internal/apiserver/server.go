@@ -43,8 +43,10 @@ type Config struct {
 	Dir      string
 	Registry *registry.Registry
 	// Logs serves the log subresource; nil answers it with an error.
-	Logs   LogStreamer
-	Logger *slog.Logger
+	Logs LogStreamer
+	// Streams serves exec, attach and portforward; nil answers them with an error.
+	Streams Streamer
+	Logger  *slog.Logger
 	// MaxRequestBodyBytes; default DefaultMaxRequestBodyBytes.
 	MaxRequestBodyBytes int64
 	// BookmarkInterval is how often watchers that allow bookmarks get one
