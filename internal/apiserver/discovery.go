@@ -132,15 +132,21 @@ func (s *Server) discoveryResources() []apidiscoveryv2.APIResourceDiscovery {
 }
 
 func subresourceKind(res *registry.Resource, sub string) string {
-	if sub == "log" {
+	switch sub {
+	case "log":
 		return "Pod"
+	case "exec", "attach", "portforward":
+		return streamOptionsKind[sub]
 	}
 	return res.Kind
 }
 
 func subresourceVerbs(sub string) []string {
-	if sub == "log" {
+	switch sub {
+	case "log":
 		return []string{"get"}
+	case "exec", "attach", "portforward":
+		return []string{"create", "get"}
 	}
 	return []string{"get", "patch", "update"}
 }

@@ -119,6 +119,11 @@ func (s *Server) serveResource(w http.ResponseWriter, r *http.Request, req *requ
 			s.logs(w, r, req)
 			return
 		}
+	case streamOptionsKind[req.subresource] != "":
+		if r.Method == http.MethodGet || r.Method == http.MethodPost {
+			s.serveStream(w, r, req)
+			return
+		}
 	case req.subresource == "status" || req.subresource == "":
 		switch r.Method {
 		case http.MethodGet:
