@@ -144,6 +144,7 @@ func Run(ctx context.Context, o Options) (retErr error) {
 		Dir:      o.Dirs.Root,
 		Registry: reg,
 		Logs:     pm,
+		Streams:  pm,
 		Logger:   log.With("component", "apiserver"),
 	})
 	if err != nil {
