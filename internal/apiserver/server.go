@@ -153,6 +153,7 @@ func (s *Server) Start(ctx context.Context) error {
 		}
 	}()
 	go s.maintain(runCtx)
+	go s.warm()
 
 	s.mu.Lock()
 	s.ln, s.srv, s.cancel, s.done = ln, srv, cancel, done
