@@ -94,9 +94,11 @@ func toAPIError(err error, res *Resource, name string) error {
 	if err == nil {
 		return nil
 	}
-	var status apierrors.APIStatus
+	// An API error from a strategy inside a store update comes back
+	// wrapped; the API error itself is the answer.
+	var status *apierrors.StatusError
 	if errors.As(err, &status) {
-		return err
+		return status
 	}
 	gr := schema.GroupResource{Resource: res.Name}
 	msg := err.Error()

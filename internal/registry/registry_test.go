@@ -257,3 +257,35 @@ func TestExpireEvents(t *testing.T) {
 		t.Fatalf("left: %v", evs)
 	}
 }
+
+func TestImmutableConfigMapsAndSecrets(t *testing.T) {
+	ctx := context.Background()
+	r, _ := newRegistry(t)
+	cms := r.resources["configmaps"]
+	obj, err := r.Create(ctx, cms, "default", &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "c"}, Data: map[string]string{"a": "1"}, Immutable: ptr.To(true)}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cm := obj.(*corev1.ConfigMap)
+	cm.Data["a"] = "2"
+	if _, err := r.Update(ctx, cms, "default", "c", cm, nil); !apierrors.IsInvalid(err) || err.Error() != "ConfigMap \"c\" is invalid: data: Forbidden: field is immutable when `immutable` is set" {
+		t.Fatalf("changing immutable data: %v", err)
+	}
+	if _, err := r.Create(ctx, cms, "default", &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "bad"}, Data: map[string]string{"no/slash": "1"}}, nil); !apierrors.IsInvalid(err) {
+		t.Fatalf("invalid key: %v", err)
+	}
+
+	secrets := r.resources["secrets"]
+	obj, err = r.Create(ctx, secrets, "default", &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "s"}, StringData: map[string]string{"pw": "x"}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := obj.(*corev1.Secret)
+	if s.Type != corev1.SecretTypeOpaque || string(s.Data["pw"]) != "x" || s.StringData != nil {
+		t.Fatalf("secret defaults: %+v", s)
+	}
+	s.Type = corev1.SecretTypeTLS
+	if _, err := r.Update(ctx, secrets, "default", "s", s, nil); !apierrors.IsInvalid(err) {
+		t.Fatalf("changing the type: %v", err)
+	}
+}
