@@ -158,3 +158,26 @@ func Do(path string, fn func() error) error {
 func threadNetns() string {
 	return "/proc/self/task/" + strconv.Itoa(unix.Gettid()) + "/ns/net"
 }
+
+// Pin pins the existing network namespace src (such as /proc/PID/ns/net of a
+// process that made it) at dir/name, as New pins the one it creates, and
+// returns that path. It fails if dir/name already exists.
+func Pin(dir, name, src string) (path string, retErr error) {
+	if name == "" || name != filepath.Base(name) || name == "." || name == ".." {
+		return "", fmt.Errorf("pin netns: invalid name %q", name)
+	}
+	if err := makeSharedDir(dir); err != nil {
+		return "", err
+	}
+	path = filepath.Join(dir, name)
+	f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE|os.O_EXCL, 0o444)
+	if err != nil {
+		return "", fmt.Errorf("create netns pin %s: %w", path, err)
+	}
+	f.Close()
+	if err := unix.Mount(src, path, "none", unix.MS_BIND, ""); err != nil {
+		os.Remove(path)
+		return "", fmt.Errorf("pin netns %s on %s: %w", src, path, err)
+	}
+	return path, nil
+}

@@ -2,10 +2,13 @@ package netns
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -165,5 +168,40 @@ func TestDoLeavesCallerNamespace(t *testing.T) {
 	}
 	if inode(t, "/proc/thread-self/ns/net") != host {
 		t.Fatal("caller's thread changed namespace")
+	}
+}
+
+func TestPin(t *testing.T) {
+	requireRoot(t)
+	dir := tempDir(t)
+	// A process in a network namespace of its own pins it; the pin keeps
+	// it after the process is gone.
+	cmd := exec.Command("sleep", "60")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	src := fmt.Sprintf("/proc/%d/ns/net", cmd.Process.Pid)
+	want := inode(t, src)
+	p, err := Pin(dir, "pinned", src)
+	cmd.Process.Kill()
+	cmd.Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !mounted(t, p) || inode(t, p) != want {
+		t.Fatalf("%s does not hold the process's netns", p)
+	}
+	if err := Do(p, func() error { return nil }); err != nil {
+		t.Fatalf("enter the pinned netns after its process is gone: %v", err)
+	}
+	if _, err := Pin(dir, "pinned", src); err == nil {
+		t.Fatal("Pin over an existing pin succeeded")
+	}
+	if err := Remove(p); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("%s still exists: %v", p, err)
 	}
 }
