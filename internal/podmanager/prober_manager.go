@@ -242,8 +242,14 @@ func (w *probeWorker) run(ctx context.Context) {
 			w.pm.remove(w.t, id)
 		}
 	}()
+	// Ticks, as the kubelet's worker's ticker: probes start every period
+	// however long each takes (a tick missed during a slow probe is dropped),
+	// so a 300 ms exec does not stretch a 1 s period to 1.3 s.
+	next := clk.Now()
 	for w.doProbe(ctx) {
-		t := clk.NewTimer(period)
+		now := clk.Now()
+		next = nextTick(next, now, period)
+		t := clk.NewTimer(next.Sub(now))
 		select {
 		case <-ctx.Done():
 			t.Stop()
@@ -254,6 +260,16 @@ func (w *probeWorker) run(ctx context.Context) {
 		case <-t.C():
 		}
 	}
+}
+
+// nextTick is the first tick of a ticker of that period, whose last tick was
+// at last, that is still to come at now.
+func nextTick(last, now time.Time, period time.Duration) time.Time {
+	next := last.Add(period)
+	if !next.After(now) {
+		next = next.Add((now.Sub(next)/period + 1) * period)
+	}
+	return next
 }
 
 // doProbe probes once; false ends the worker (kubelet's worker.doProbe).

@@ -243,3 +243,21 @@ func TestExecProbeTimeoutFails(t *testing.T) {
 		t.Fatalf("%v %q %v", o, out, err)
 	}
 }
+
+func TestProbeTicks(t *testing.T) {
+	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	for _, c := range []struct {
+		took time.Duration // how long the probe after the tick at t0 took
+		want time.Duration // the next tick, after t0
+	}{
+		{0, time.Second},
+		{300 * time.Millisecond, time.Second}, // not 1.3 s
+		{time.Second - time.Nanosecond, time.Second},
+		{time.Second, 2 * time.Second}, // the tick at 1 s is dropped
+		{2500 * time.Millisecond, 3 * time.Second},
+	} {
+		if got := nextTick(t0, t0.Add(c.took), time.Second).Sub(t0); got != c.want {
+			t.Errorf("probe took %v: next tick at +%v, want +%v", c.took, got, c.want)
+		}
+	}
+}
