@@ -133,6 +133,12 @@ func (s *Service) containerSpec(ctx context.Context, rec *containerRecord, sb *s
 		oci.AddMount(spec, om)
 	}
 
+	if podUserns(sb.Config) != nil {
+		if err := makeMountpoints(rootfs, spec); err != nil {
+			return nil, err
+		}
+	}
+
 	if p := rootfsPropagation(config.GetMounts()); p != "" {
 		spec.Linux.RootfsPropagation = p
 	}
@@ -215,6 +221,9 @@ func (s *Service) containerNamespaces(spec *specs.Spec, config *runtimeapi.Conta
 		oci.SetNamespace(spec, specs.PIDNamespace, fmt.Sprintf("/proc/%d/ns/pid", t.Pid))
 	}
 	oci.SetNamespace(spec, specs.MountNamespace, "")
+	if u := podUserns(sb.Config); u != nil {
+		applyUserns(spec, u, pauseNS("user"))
+	}
 	return nil
 }
 

@@ -45,6 +45,9 @@ func (s *Service) runPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandb
 	if err := validateSandboxConfig(config); err != nil {
 		return "", err
 	}
+	if err := s.validateUserns(config.GetLinux().GetSecurityContext().GetNamespaceOptions()); err != nil {
+		return "", err
+	}
 	if h := req.GetRuntimeHandler(); h != "" && h != "runc" {
 		return "", invalidf("runtime handler %q is not supported (only the default runc handler is)", h)
 	}
@@ -76,6 +79,7 @@ func (s *Service) runPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandb
 		rec.CgroupParent = s.cfg.DefaultCgroupParent
 	}
 	nsOpts := config.GetLinux().GetSecurityContext().GetNamespaceOptions()
+	usernsPath := "" // the pod's user namespace to join, if it has one
 
 	// The sandbox directory holds the files containers bind-mount.
 	dir := s.sandboxDir(id)
@@ -99,8 +103,21 @@ func (s *Service) runPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandb
 		if s.cfg.Network == nil {
 			return "", errors.New("set up pod network: no network manager configured")
 		}
-		path, err := netns.New(s.netnsDir(), id)
-		if err != nil {
+		var path string
+		var err error
+		if u := podUserns(config); u != nil {
+			// The network namespace belongs to the pod's user namespace.
+			h, err := s.startUsernsHolder(u)
+			if err != nil {
+				return "", err
+			}
+			defer h.stop()
+			usernsPath = h.nsPath("user")
+			path, err = netns.Pin(s.netnsDir(), id, h.nsPath("net"))
+			if err != nil {
+				return "", fmt.Errorf("pin network namespace: %w", err)
+			}
+		} else if path, err = netns.New(s.netnsDir(), id); err != nil {
 			return "", fmt.Errorf("create network namespace: %w", err)
 		}
 		rec.NetNSPath = path
@@ -152,7 +169,7 @@ func (s *Service) runPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandb
 		// removeSandboxDir (deferred above) unmounts it.
 	}
 
-	spec, err := s.sandboxSpec(rec)
+	spec, err := s.sandboxSpec(rec, usernsPath)
 	if err != nil {
 		return "", err
 	}
@@ -341,8 +358,9 @@ func writeHosts(path, hostname string, ips []string, hostNetwork bool) error {
 	return nil
 }
 
-// sandboxSpec is the OCI spec of the pause container.
-func (s *Service) sandboxSpec(rec *sandboxRecord) (*specs.Spec, error) {
+// sandboxSpec is the OCI spec of the pause container; usernsPath is the
+// pod's user namespace, if it has one.
+func (s *Service) sandboxSpec(rec *sandboxRecord, usernsPath string) (*specs.Spec, error) {
 	config := rec.Config
 	nsOpts := config.GetLinux().GetSecurityContext().GetNamespaceOptions()
 	spec := oci.DefaultSpec()
@@ -393,6 +411,9 @@ func (s *Service) sandboxSpec(rec *sandboxRecord) (*specs.Spec, error) {
 		namespaces = append(namespaces, specs.LinuxNamespace{Type: specs.PIDNamespace})
 	}
 	spec.Linux.Namespaces = namespaces
+	if u := podUserns(config); u != nil {
+		applyUserns(spec, u, usernsPath)
+	}
 	spec.Mounts = withShm(spec.Mounts, s.shmSource(rec))
 	spec.Linux.CgroupsPath = cgroupsPath(rec.CgroupParent, rec.ID)
 	if len(config.GetLinux().GetSysctls()) > 0 {

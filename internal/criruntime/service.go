@@ -102,6 +102,8 @@ type Service struct {
 
 	// rro: runc supports recursive read-only mounts.
 	rro bool
+	// userns: pods can have user namespaces of their own.
+	userns bool
 
 	// evMu guards subscribers of GetContainerEvents.
 	evMu        sync.Mutex
@@ -163,6 +165,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		cancel:      cancel,
 	}
 	s.rro = probeRecursiveReadOnly(ctx, cfg.Runc.Binary)
+	s.userns = probeUserNamespaces(cfg.Root)
 	if err := s.preparePauseRootfs(); err != nil {
 		s.Close()
 		return nil, err
