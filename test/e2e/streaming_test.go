@@ -13,8 +13,12 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/kubernetes"
@@ -23,8 +27,6 @@ import (
 	"k8s.io/client-go/tools/portforward"
 	"k8s.io/client-go/tools/remotecommand"
 	utilexec "k8s.io/client-go/util/exec"
-
-	"github.com/peapod-dev/peapod/internal/testimage"
 )
 
 const streamPod = `apiVersion: v1
@@ -109,26 +111,21 @@ func TestKubectlStreaming(t *testing.T) {
 	}
 
 	t.Run("exec -it", func(t *testing.T) {
-		testimage.RequireBinary(t, "script", "bsdutils")
 		for _, mode := range remoteCommandModes {
-			// script gives kubectl a terminal of 45 rows and 123 columns;
-			// kubectl sends that size, which may reach the terminal in the
-			// container just after the command has started.
-			inner := `until [ "$(stty size 2>/dev/null)" = "45 123" ]; do sleep 0.05; done; echo sized; tty`
-			cmdline := fmt.Sprintf("stty rows 45 cols 123; kubectl --kubeconfig %s exec -it stream -c web -- sh -c '%s'", d.kubeconfig, inner)
-			cmd := exec.Command("script", "-qec", cmdline, "/dev/null")
-			cmd.Env = append(os.Environ(), mode.env)
-			out, err := cmd.CombinedOutput()
-			if err != nil || !strings.Contains(string(out), "sized") || !regexp.MustCompile(`/dev/pts/\d+`).Match(out) {
-				t.Errorf("%s: exec -it: %v\n%q", mode.name, err, out)
+			// kubectl on a terminal of 45 rows and 123 columns sends that
+			// size, which may reach the container's terminal just after the
+			// command has started; then the terminal is resized (SIGWINCH
+			// to kubectl) once the command has seen the first size.
+			script := `until [ "$(stty size 2>/dev/null)" = "45 123" ]; do sleep 0.05; done; echo first; ` +
+				`until [ "$(stty size 2>/dev/null)" = "24 80" ]; do sleep 0.05; done; echo second; tty; exit 4`
+			term := startOnTerminal(t, mode.env, 45, 123, "--kubeconfig", d.kubeconfig, "exec", "-it", "stream", "-c", "web", "--", "sh", "-c", script)
+			if !term.waitFor("first") {
+				t.Fatalf("%s: exec -it never saw the first size: %q", mode.name, term.output())
 			}
-			// The exit code comes through a terminal too.
-			cmdline = fmt.Sprintf("kubectl --kubeconfig %s exec -it stream -c web -- sh -c 'exit 4'", d.kubeconfig)
-			cmd = exec.Command("script", "-qec", cmdline, "/dev/null")
-			cmd.Env = append(os.Environ(), mode.env)
-			var exitErr *exec.ExitError
-			if out, err := cmd.CombinedOutput(); !errors.As(err, &exitErr) || exitErr.ExitCode() != 4 {
-				t.Errorf("%s: exec -it exiting 4: %v\n%q", mode.name, err, out)
+			term.resize(24, 80)
+			code := term.wait()
+			if out := term.output(); code != 4 || !strings.Contains(out, "second") || !regexp.MustCompile(`/dev/pts/\d+`).MatchString(out) {
+				t.Errorf("%s: exec -it: exit %d (want 4), output %q", mode.name, code, out)
 			}
 		}
 	})
@@ -374,4 +371,102 @@ func get(url string) (string, error) {
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	return string(b), err
+}
+
+// terminal is a command (kubectl) run on a pseudo-terminal, as a user's shell
+// runs it: its session leader, with the terminal as controlling terminal.
+type terminal struct {
+	t      *testing.T
+	master *os.File
+	cmd    *exec.Cmd
+	mu     sync.Mutex
+	out    bytes.Buffer
+	update chan struct{} // signalled on new output
+	done   chan struct{} // closed when the output has ended
+}
+
+func startOnTerminal(t *testing.T, env string, rows, cols uint16, args ...string) *terminal {
+	t.Helper()
+	master, err := os.OpenFile("/dev/ptmx", os.O_RDWR|syscall.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.IoctlSetPointerInt(int(master.Fd()), unix.TIOCSPTLCK, 0); err != nil {
+		t.Fatalf("unlock pty: %v", err)
+	}
+	n, err := unix.IoctlGetInt(int(master.Fd()), unix.TIOCGPTN)
+	if err != nil {
+		t.Fatalf("pty number: %v", err)
+	}
+	slave, err := os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|syscall.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	term := &terminal{t: t, master: master, update: make(chan struct{}, 1), done: make(chan struct{})}
+	term.resize(rows, cols)
+	term.cmd = exec.Command("kubectl", args...)
+	term.cmd.Env = append(os.Environ(), env)
+	term.cmd.Stdin, term.cmd.Stdout, term.cmd.Stderr = slave, slave, slave
+	term.cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+	if err := term.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	slave.Close()
+	t.Cleanup(func() {
+		term.cmd.Process.Kill()
+		term.wait()
+	})
+	go func() {
+		defer close(term.done)
+		buf := make([]byte, 4096)
+		for {
+			n, err := master.Read(buf)
+			term.mu.Lock()
+			term.out.Write(buf[:n])
+			term.mu.Unlock()
+			select {
+			case term.update <- struct{}{}:
+			default:
+			}
+			if err != nil { // EIO once kubectl has exited
+				return
+			}
+		}
+	}()
+	return term
+}
+
+// resize sets the terminal's size; the kernel signals SIGWINCH to kubectl.
+func (term *terminal) resize(rows, cols uint16) {
+	if err := unix.IoctlSetWinsize(int(term.master.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: rows, Col: cols}); err != nil {
+		term.t.Fatalf("resize pty: %v", err)
+	}
+}
+
+func (term *terminal) output() string {
+	term.mu.Lock()
+	defer term.mu.Unlock()
+	return term.out.String()
+}
+
+// waitFor waits until the output contains s; false if the output ends first.
+func (term *terminal) waitFor(s string) bool {
+	for !strings.Contains(term.output(), s) {
+		select {
+		case <-term.update:
+		case <-term.done:
+			return strings.Contains(term.output(), s)
+		}
+	}
+	return true
+}
+
+// wait waits for kubectl and returns its exit code.
+func (term *terminal) wait() int {
+	if term.cmd.ProcessState == nil {
+		term.cmd.Wait()
+		<-term.done
+		term.master.Close()
+	}
+	return term.cmd.ProcessState.ExitCode()
 }
