@@ -64,6 +64,22 @@ spec:
     command: ["sh", "-c", "while read line; do echo got $line; done; echo bye"]
 `
 
+// ttyPod is a shell on a terminal, for attach -it.
+const ttyPod = `apiVersion: v1
+kind: Pod
+metadata:
+  name: tty
+spec:
+  restartPolicy: Never
+  containers:
+  - name: sh
+    image: busybox
+    imagePullPolicy: Never
+    stdin: true
+    tty: true
+    command: ["sh"]
+`
+
 // kubectl's two protocols for exec, attach and cp: WebSocket v5 (its
 // default, translated to SPDY by the API server) and SPDY (its fallback).
 var remoteCommandModes = []struct{ name, env string }{
@@ -172,6 +188,29 @@ func TestKubectlStreaming(t *testing.T) {
 			t.Errorf("attach to a completed pod: exit %d, stderr %q", code, errOut)
 		}
 		dt.mustKubectl("delete", "pod", "attach", "--grace-period=1")
+	})
+
+	t.Run("attach -it", func(t *testing.T) {
+		dt := d.forTest(t)
+		for _, mode := range remoteCommandModes {
+			dt.mustKubectl("delete", "pod", "tty", "--ignore-not-found", "--grace-period=1")
+			dt.waitGone("default", "tty", 30*time.Second)
+			dt.create(ttyPod)
+			dt.waitPod("default", "tty", 60*time.Second, "Running", running)
+			term := startOnTerminal(t, mode.env, 45, 123, "--kubeconfig", d.kubeconfig, "attach", "-it", "tty")
+			// The quotes keep the echoed input from matching the output.
+			term.write(`until [ "$(stty size)" = "45 123" ]; do sleep 0.05; done; echo fi''rst` + "\n")
+			if !term.waitFor("first") {
+				t.Fatalf("%s: attach -it never saw the first size: %q", mode.name, term.output())
+			}
+			term.resize(24, 80)
+			term.write(`until [ "$(stty size)" = "24 80" ]; do sleep 0.05; done; echo sec''ond; exit` + "\n")
+			if code := term.wait(); code != 0 || !strings.Contains(term.output(), "second") {
+				t.Errorf("%s: attach -it: exit %d, output %q", mode.name, code, term.output())
+			}
+			dt.waitPod("default", "tty", 60*time.Second, "Succeeded", func(p *corev1.Pod) bool { return p.Status.Phase == corev1.PodSucceeded })
+		}
+		dt.mustKubectl("delete", "pod", "tty", "--grace-period=1")
 	})
 
 	t.Run("attach to a running container", func(t *testing.T) {
@@ -434,6 +473,13 @@ func startOnTerminal(t *testing.T, env string, rows, cols uint16, args ...string
 		}
 	}()
 	return term
+}
+
+// write types s on the terminal.
+func (term *terminal) write(s string) {
+	if _, err := io.WriteString(term.master, s); err != nil {
+		term.t.Fatalf("write to pty: %v", err)
+	}
 }
 
 // resize sets the terminal's size; the kernel signals SIGWINCH to kubectl.
