@@ -2,11 +2,13 @@ package registry
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/peapod-dev/peapod/internal/nodefit"
 	"github.com/peapod-dev/peapod/internal/store"
@@ -38,6 +40,58 @@ func (r *Registry) unschedulable(ctx context.Context, pod *corev1.Pod) string {
 	sort.Strings(reasons)
 	return fmt.Sprintf("0/1 nodes are available: %s. preemption: 0/1 nodes are available: 1 Preemption is not helpful for scheduling.", strings.Join(reasons, ", "))
 }
+
+// scheduleUnbound retries the pods left Pending, oldest first, as the
+// scheduler does when a pod leaves the node: each that now fits is bound
+// (spec.nodeName, PodScheduled=True, event Scheduled); the pod manager sees
+// the binding through its watch.
+func (r *Registry) scheduleUnbound(ctx context.Context) {
+	r.scheduling.Lock()
+	defer r.scheduling.Unlock()
+	list, err := r.store.List(ctx, "pods", store.ListOptions{Filter: func(o store.Object) bool {
+		p := o.(*corev1.Pod)
+		return p.Spec.NodeName == "" && p.DeletionTimestamp == nil
+	}})
+	if err != nil {
+		r.log.Warn("listing pods to schedule", "err", err)
+		return
+	}
+	pods := make([]*corev1.Pod, 0, len(list.Items))
+	for _, o := range list.Items {
+		pods = append(pods, o.(*corev1.Pod))
+	}
+	sort.SliceStable(pods, func(i, j int) bool { return pods[i].CreationTimestamp.Before(&pods[j].CreationTimestamp) })
+	for _, pod := range pods {
+		if r.unschedulable(ctx, pod) != "" {
+			continue
+		}
+		uid := pod.UID
+		obj, err := r.store.GuaranteedUpdate(ctx, "pods", pod.Namespace, pod.Name, &metav1.Preconditions{UID: &uid}, func(cur store.Object) (store.Object, error) {
+			p := cur.(*corev1.Pod)
+			if p.Spec.NodeName != "" {
+				return nil, errAlreadyBound
+			}
+			p.Spec.NodeName = r.nodeName
+			conds := []corev1.PodCondition{{Type: corev1.PodScheduled, Status: corev1.ConditionTrue, LastTransitionTime: r.now()}}
+			for _, c := range p.Status.Conditions {
+				if c.Type != corev1.PodScheduled {
+					conds = append(conds, c)
+				}
+			}
+			p.Status.Conditions = conds
+			return p, nil
+		})
+		if err != nil {
+			if !errors.Is(err, errAlreadyBound) && !errors.Is(err, store.ErrNotFound) {
+				r.log.Warn("binding a pending pod", "pod", pod.Namespace+"/"+pod.Name, "err", err)
+			}
+			continue
+		}
+		r.recordSchedulingEvent(ctx, obj.(*corev1.Pod))
+	}
+}
+
+var errAlreadyBound = errors.New("pod is already bound")
 
 // recordSchedulingEvent records the scheduler's event about a created pod:
 // Scheduled when it was bound, FailedScheduling when it stays Pending.

@@ -63,3 +63,56 @@ func TestScheduling(t *testing.T) {
 		}
 	}
 }
+
+// A pod left Pending for want of CPU is bound once a pod on the node finishes
+// or is removed, oldest first.
+func TestSchedulingRetry(t *testing.T) {
+	ctx := context.Background()
+	r, _ := newRegistry(t)
+	node, err := r.EnsureNode(ctx, NodeOptions{KubeletVersion: "v1", ContainerRuntimeVersion: "peapod://1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cpu := node.Status.Allocatable[corev1.ResourceCPU]
+	requesting := func(name string, q resource.Quantity) *corev1.Pod {
+		c := corev1.Container{Name: "c", Image: "i"}
+		c.Resources.Requests = corev1.ResourceList{corev1.ResourceCPU: q}
+		return pod(name, c)
+	}
+	all := createPod(t, r, requesting("all", cpu))
+	// Each waiting pod wants the whole node too: only one fits at a time.
+	waiting1 := createPod(t, r, requesting("waiting1", cpu))
+	waiting2 := createPod(t, r, requesting("waiting2", cpu))
+	bound := func(p *corev1.Pod) string {
+		got, err := r.Pods().GetPod(ctx, p.Namespace, p.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got.Spec.NodeName
+	}
+	if bound(all) != "node1" || bound(waiting1) != "" || bound(waiting2) != "" {
+		t.Fatalf("bindings: %q %q %q", bound(all), bound(waiting1), bound(waiting2))
+	}
+	// The first pod finishes: the older waiting pod takes its place.
+	done := all.DeepCopy()
+	done.Status.Phase = corev1.PodSucceeded
+	if _, err := r.Pods().UpdatePodStatus(ctx, done); err != nil {
+		t.Fatal(err)
+	}
+	if bound(waiting1) != "node1" || bound(waiting2) != "" {
+		t.Fatalf("after the first pod finished: %q %q", bound(waiting1), bound(waiting2))
+	}
+	got, _ := r.Pods().GetPod(ctx, "default", "waiting1")
+	for _, c := range got.Status.Conditions {
+		if c.Type == corev1.PodScheduled && (c.Status != corev1.ConditionTrue || c.Reason != "") {
+			t.Errorf("PodScheduled after binding: %+v", c)
+		}
+	}
+	// waiting1 is removed by the pod manager: waiting2 is bound.
+	if err := r.Pods().DeletePodFinal(ctx, "default", "waiting1", waiting1.UID); err != nil {
+		t.Fatal(err)
+	}
+	if bound(waiting2) != "node1" {
+		t.Fatalf("after waiting1 was removed: waiting2 on %q", bound(waiting2))
+	}
+}

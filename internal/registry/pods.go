@@ -62,6 +62,10 @@ func (p *Pods) UpdatePodStatus(ctx context.Context, pod *corev1.Pod) (*corev1.Po
 	if err != nil {
 		return nil, toAPIError(err, p.res(), pod.Name)
 	}
+	if ph := pod.Status.Phase; ph == corev1.PodSucceeded || ph == corev1.PodFailed {
+		// Its requests no longer count: pods left Pending may fit now.
+		p.r.scheduleUnbound(ctx)
+	}
 	return obj.(*corev1.Pod), nil
 }
 
@@ -77,6 +81,7 @@ func (p *Pods) DeletePodFinal(ctx context.Context, namespace, name string, uid t
 		return toAPIError(err, p.res(), name)
 	}
 	p.r.maybeFinalizeNamespace(ctx, namespace)
+	p.r.scheduleUnbound(ctx)
 	return nil
 }
 

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"sort"
+	"sync"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -28,6 +29,8 @@ type Registry struct {
 	log       *slog.Logger
 	resources map[string]*Resource
 	events    *eventCorrelator
+	// scheduling serializes binding pods left Pending (pod_schedule.go).
+	scheduling sync.Mutex
 }
 
 // OpenStore opens DIR/store.db with every resource the registry serves.
