@@ -5,10 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
@@ -79,10 +79,16 @@ func newImageCommand(g *globalFlags) *cobra.Command {
 					return err
 				}
 				var o image.PullOptions
+				var shown atomic.Bool
 				if f, ok := cmd.ErrOrStderr().(*os.File); ok && term.IsTerminal(int(f.Fd())) {
-					o.Progress = image.NewProgressPrinter(f)
+					progress := image.NewProgressPrinter(f)
+					o.Progress = func(p image.Progress) { shown.Store(true); progress(p) }
 				}
 				img, err := store.Pull(cmd.Context(), args[0], o)
+				if shown.Load() {
+					// End the status line before the ID or an error follows.
+					fmt.Fprintln(cmd.ErrOrStderr())
+				}
 				if err != nil {
 					return err
 				}
