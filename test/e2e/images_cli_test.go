@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -39,7 +40,18 @@ func TestImageCLI(t *testing.T) {
 	pulled := imgBuild(t, testimage.WithFiles(map[string]string{"/etc/motd": "pulled\n"}), testimage.WithCmd("cat", "/etc/motd"))
 	ref := testimage.Push(t, local, "team/cli:1", pulled)
 	pulledID := configName(t, pulled)
-	if out := d.mustPeapod("image", "pull", ref); strings.TrimSpace(out) != pulledID {
+	// On a terminal (script(1) gives it one) a status line shows progress and
+	// is ended before the ID.
+	scriptBin := testimage.RequireBinary(t, "script", "bsdutils")
+	cmd := exec.Command(scriptBin, "-qec", filepath.Join(binDir, "peapod")+" --root "+d.root+" image pull "+ref, "/dev/null")
+	tty, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("image pull on a terminal: %v\n%q", err, tty)
+	}
+	if !regexp.MustCompile(`^(\rpulling [12] layer\(s\): [^\r\n]+)+ \(100%\)\r\n` + regexp.QuoteMeta(pulledID) + `\r\n$`).Match(tty) {
+		t.Errorf("image pull on a terminal wrote %q", tty)
+	}
+	if out := d.mustPeapod("image", "pull", ref); out != pulledID+"\n" {
 		t.Errorf("image pull printed %q, want the image ID %s", out, pulledID)
 	}
 	var info struct {
