@@ -86,7 +86,7 @@ func (m *Manager) ensureImageExists(ctx context.Context, pod *corev1.Pod, c *cor
 		}
 		return "", msg, ErrImagePullBackOff
 	}
-	auths := m.pullCredentials(ctx, pod, c, image)
+	auths := m.pullCredentials(ctx, pod, image)
 	m.recordContainerEvent(ctx, pod, c.Name, corev1.EventTypeNormal, eventPulling, fmt.Sprintf("Pulling image %q", image))
 	start := m.clock.Now()
 	ref, err := m.pullImage(ctx, spec, auths)
@@ -134,7 +134,7 @@ func (m *Manager) pullImage(ctx context.Context, spec *runtimeapi.ImageSpec, aut
 // the image's registry, the most specific first (the kubelet's keyring over
 // kubernetes.io/dockerconfigjson and kubernetes.io/dockercfg Secrets). Secrets
 // that cannot be read are reported in an event and skipped, as the kubelet does.
-func (m *Manager) pullCredentials(ctx context.Context, pod *corev1.Pod, c *corev1.Container, image string) []*runtimeapi.AuthConfig {
+func (m *Manager) pullCredentials(ctx context.Context, pod *corev1.Pod, image string) []*runtimeapi.AuthConfig {
 	if len(pod.Spec.ImagePullSecrets) == 0 {
 		return nil
 	}

@@ -82,7 +82,7 @@ func TestEnsureImagePullSecrets(t *testing.T) {
 		p.Spec.Containers[0].Image = "127.0.0.1:5000/team/app:1"
 		p.Spec.ImagePullSecrets = []corev1.LocalObjectReference{{Name: "missing"}, {Name: "regcred"}, {Name: "hub"}}
 	})
-	auths := env.m.pullCredentials(context.Background(), pod, &pod.Spec.Containers[0], pod.Spec.Containers[0].Image)
+	auths := env.m.pullCredentials(context.Background(), pod, pod.Spec.Containers[0].Image)
 	want := []*runtimeapi.AuthConfig{
 		{Auth: basic, ServerAddress: "127.0.0.1:5000"},
 		{Username: "u", Password: "p", ServerAddress: "127.0.0.1:5000"},
