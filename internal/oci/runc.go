@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -80,7 +81,18 @@ type State struct {
 // Create runs `runc create`: the container's init process is set up and waits
 // for Start. The stdio files are inherited by the container process.
 func (r *Runc) Create(ctx context.Context, id, bundle string, o CreateOpts) error {
-	args := []string{"create", "--bundle", bundle}
+	return r.create(ctx, []string{"create"}, id, bundle, o)
+}
+
+// Run runs `runc run --detach`: Create and Start in one runc call, for a
+// container whose process may start at once. It returns once the process
+// runs; its stdio are o's.
+func (r *Runc) Run(ctx context.Context, id, bundle string, o CreateOpts) error {
+	return r.create(ctx, []string{"run", "--detach"}, id, bundle, o)
+}
+
+func (r *Runc) create(ctx context.Context, verb []string, id, bundle string, o CreateOpts) error {
+	args := append(slices.Clone(verb), "--bundle", bundle)
 	if o.PidFile != "" {
 		args = append(args, "--pid-file", o.PidFile)
 	}
@@ -94,7 +106,7 @@ func (r *Runc) Create(ctx context.Context, id, bundle string, o CreateOpts) erro
 		if err == nil {
 			err = syscall.ENOTDIR
 		}
-		return fmt.Errorf("runc create %s: bundle: %w", id, err)
+		return fmt.Errorf("runc %s %s: bundle: %w", verb[0], id, err)
 	}
 	logFile := filepath.Join(bundle, "runc-create.log")
 	defer os.Remove(logFile)

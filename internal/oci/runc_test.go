@@ -330,6 +330,41 @@ func TestUpdate(t *testing.T) {
 	}
 }
 
+// Run creates and starts in one call.
+func TestRun(t *testing.T) {
+	r := newRunc(t)
+	ctx := t.Context()
+	id := randomID(t)
+	bundle := newBundle(t, id, "sh", "-c", "echo started; exec sleep 1000")
+	cleanupContainer(t, r, id)
+	out, err := os.CreateTemp(t.TempDir(), "stdout")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	pidFile := filepath.Join(t.TempDir(), "pid")
+	if err := r.Run(ctx, id, bundle, CreateOpts{PidFile: pidFile, Stdout: out, Stderr: out}); err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	st, err := r.State(ctx, id)
+	if err != nil {
+		t.Fatalf("state: %v", err)
+	}
+	if st.Status != "running" {
+		t.Fatalf("state after run = %+v, want running", st)
+	}
+	if pidData, err := os.ReadFile(pidFile); err != nil || strings.TrimSpace(string(pidData)) != strconv.Itoa(st.Pid) {
+		t.Fatalf("pid file %q (%v), state pid %d", pidData, err, st.Pid)
+	}
+	waitFile(t, out.Name(), "started\n")
+	if err := r.Run(ctx, id, bundle, CreateOpts{}); err == nil {
+		t.Fatal("a second run with the same id succeeded")
+	}
+	if err := r.Run(ctx, randomID(t), filepath.Join(t.TempDir(), "missing"), CreateOpts{}); !errors.Is(err, os.ErrNotExist) || !strings.Contains(err.Error(), "runc run") {
+		t.Fatalf("run of a missing bundle: %v", err)
+	}
+}
+
 func TestCreateErrors(t *testing.T) {
 	r := newRunc(t)
 	ctx := t.Context()
