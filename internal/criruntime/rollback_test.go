@@ -44,8 +44,8 @@ func TestRollbackOnCNIFailure(t *testing.T) {
 	}
 }
 
-// A runc that fails on create leaves nothing behind, for a sandbox and for
-// a container (whose monitor runs runc create).
+// A runc that fails to create leaves nothing behind, for a sandbox (runc
+// run) and for a container (whose monitor runs runc create).
 func TestRollbackOnRuncFailure(t *testing.T) {
 	dir := t.TempDir()
 	marker := filepath.Join(dir, "fail-create")
@@ -54,7 +54,7 @@ func TestRollbackOnRuncFailure(t *testing.T) {
 	if p, err := lookRunc(); err == nil {
 		real = p
 	}
-	script := "#!/bin/sh\nif [ -e " + marker + " ]; then for a in \"$@\"; do if [ \"$a\" = create ]; then echo 'injected runc create failure' >&2; exit 1; fi; done; fi\nexec " + real + " \"$@\"\n"
+	script := "#!/bin/sh\nif [ -e " + marker + " ]; then for a in \"$@\"; do if [ \"$a\" = create ] || [ \"$a\" = run ]; then echo 'injected runc create failure' >&2; exit 1; fi; done; fi\nexec " + real + " \"$@\"\n"
 	if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}

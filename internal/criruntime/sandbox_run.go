@@ -128,8 +128,8 @@ func (s *Service) runPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandb
 				}
 			}
 		}()
-		// CNI ADD runs while runc creates the pause container (both only
-		// need the pinned netns); pause starts once the network is ready.
+		// CNI ADD runs while runc runs the pause container (both only
+		// need the pinned netns).
 		pn := podNetwork(config)
 		netDone := make(chan netResult, 1)
 		netStart := s.clock.Now()
@@ -192,9 +192,11 @@ func (s *Service) runPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandb
 			}
 		}
 	}()
+	// pause starts at once, beside the CNI setup: it only holds the
+	// namespaces, whatever their state (one runc call instead of two).
 	runcStart := s.clock.Now()
-	if err := s.cfg.Runc.Create(ctx, id, dir, oci.CreateOpts{PidFile: pidFile, Stdin: devnull, Stdout: devnull, Stderr: devnull}); err != nil {
-		return "", fmt.Errorf("create pause container: %w", err)
+	if err := s.cfg.Runc.Run(ctx, id, dir, oci.CreateOpts{PidFile: pidFile, Stdin: devnull, Stdout: devnull, Stderr: devnull}); err != nil {
+		return "", fmt.Errorf("run pause container: %w", err)
 	}
 	runcTime := s.clock.Since(runcStart)
 	if waitNetwork != nil {
@@ -210,9 +212,6 @@ func (s *Service) runPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandb
 	}
 	if err := writeHosts(filepath.Join(dir, "hosts"), config.GetHostname(), rec.IPs, rec.NetNSPath == ""); err != nil {
 		return "", err
-	}
-	if err := s.cfg.Runc.Start(ctx, id); err != nil {
-		return "", fmt.Errorf("start pause container: %w", err)
 	}
 	pid, err := readPidFile(pidFile)
 	if err != nil {
