@@ -97,6 +97,29 @@ func makeSharedDir(dir string) error {
 	return nil
 }
 
+// ReleaseDir undoes what New did to dir once it holds no pin: it unmounts the
+// shared bind mount of dir on itself and removes dir. It reports whether dir
+// was released; a dir that still holds pins is left as it is.
+func ReleaseDir(dir string) (bool, error) {
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return true, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("release netns dir: %w", err)
+	}
+	if len(ents) > 0 {
+		return false, nil
+	}
+	if err := unix.Unmount(dir, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) {
+		return false, fmt.Errorf("release netns dir: unmount %s: %w", dir, err)
+	}
+	if err := os.Remove(dir); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return false, fmt.Errorf("release netns dir: %w", err)
+	}
+	return true, nil
+}
+
 // Remove unpins the namespace at path and removes the pin file. The namespace
 // itself disappears once no process is left in it. Removing a path that is
 // not pinned or does not exist is not an error.

@@ -205,3 +205,29 @@ func TestPin(t *testing.T) {
 		t.Fatalf("%s still exists: %v", p, err)
 	}
 }
+
+func TestReleaseDir(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "netns")
+	path, err := New(dir, "held")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if released, err := ReleaseDir(dir); err != nil || released {
+		t.Fatalf("ReleaseDir with a pin: released=%v err=%v, want it kept", released, err)
+	}
+	if err := Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	if released, err := ReleaseDir(dir); err != nil || !released {
+		t.Fatalf("ReleaseDir of an empty dir: released=%v err=%v", released, err)
+	}
+	if mounted(t, dir) {
+		t.Errorf("%s is still a mount point", dir)
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("%s still exists: %v", dir, err)
+	}
+	if released, err := ReleaseDir(dir); err != nil || !released {
+		t.Errorf("ReleaseDir twice: released=%v err=%v", released, err)
+	}
+}

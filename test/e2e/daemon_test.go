@@ -15,6 +15,8 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/peapod-dev/peapod/internal/dirs"
 )
 
 // The e2e daemons use a bridge, subnet and cgroup root of their own test
@@ -63,6 +65,14 @@ func startDaemon(t *testing.T) *daemon {
 		d.stop()
 		if t.Failed() {
 			t.Logf("daemon log:\n%s", d.out.String())
+			return
+		}
+		// With every pod gone, a stopped daemon leaves no run directory (and so
+		// no netns mount point) behind.
+		if ds, err := dirs.New(root); err == nil {
+			if _, err := os.Stat(ds.Run); err == nil {
+				t.Errorf("run directory %s left after the daemon stopped", ds.Run)
+			}
 		}
 	})
 	return d
