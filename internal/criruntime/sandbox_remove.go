@@ -30,7 +30,8 @@ func (s *Service) removePodSandbox(ctx context.Context, id string) error {
 		return err
 	}
 	// Stopping is idempotent and covers a sandbox that is READY, or NOTREADY
-	// with its network not yet torn down.
+	// with its network not yet torn down; once it has succeeded, pause's
+	// runc container is deleted.
 	if err := s.stopPodSandbox(ctx, id); err != nil {
 		return fmt.Errorf("stop sandbox before removal: %w", err)
 	}
@@ -42,9 +43,6 @@ func (s *Service) removePodSandbox(ctx context.Context, id string) error {
 
 	unlock := s.ops.lock(id)
 	defer unlock()
-	if err := s.cfg.Runc.Delete(ctx, id, true); err != nil {
-		return fmt.Errorf("delete pause container: %w", err)
-	}
 	if err := s.removeSandboxDir(id); err != nil {
 		return err
 	}

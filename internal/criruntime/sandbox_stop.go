@@ -37,6 +37,9 @@ func (s *Service) stopPodSandbox(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
+	if sb.Stopped {
+		return nil
+	}
 	log := s.logger(ctx).With("podsandboxid", id)
 
 	// The containers are killed together, then pause.
@@ -100,6 +103,9 @@ func (s *Service) stopPodSandbox(ctx context.Context, id string) error {
 		if err := netns.Remove(sb.NetNSPath); err != nil {
 			return fmt.Errorf("remove network namespace: %w", err)
 		}
+	}
+	if err := s.updateSandbox(id, func(r *sandboxRecord) { r.Stopped = true }); err != nil {
+		return err
 	}
 	log.Info("pod sandbox stopped", "took", s.clock.Since(start), "containers", containersTime, "pause", pauseTime)
 	return nil

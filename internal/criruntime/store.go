@@ -36,6 +36,10 @@ type sandboxRecord struct {
 	// Pid and PidStartTime identify the pause process.
 	Pid          int    `json:"pid"`
 	PidStartTime uint64 `json:"pidStartTime"`
+	// Stopped is set once StopPodSandbox has finished: containers and pause
+	// killed, pause's runc container deleted, network torn down, netns
+	// removed. A sandbox is never started again, so later stops are no-ops.
+	Stopped bool `json:"stopped,omitempty"`
 }
 
 // containerRecord is the persisted state of one container.
