@@ -84,6 +84,31 @@ spec:
 		"Pod was rejected: Predicate NodeAffinity failed: node(s) didn't match Pod's node affinity/selector")
 	rejected("bound-big", "", "memory: 1Pi", "OutOfmemory", "Pod was rejected: Node didn't have enough resource: memory, requested: 1125899906842624, used: 0, capacity: ")
 
+	// A pod waiting for CPU is bound once the pod holding it is deleted.
+	cpu := d.mustKubectl("get", "node", node, "-o", "jsonpath={.status.allocatable.cpu}")
+	for _, name := range []string{"hog", "waiter"} {
+		d.create(fmt.Sprintf(`
+apiVersion: v1
+kind: Pod
+metadata: {name: %s}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - {name: c, image: busybox, imagePullPolicy: Never, command: ["sleep", "600"], resources: {requests: {cpu: "%s"}}}
+`, name, cpu))
+	}
+	d.waitPod("default", "hog", 60*time.Second, "Running", running)
+	if p, err := d.getPod("default", "waiter"); err != nil || p.Spec.NodeName != "" || !conditionIs(p, corev1.PodScheduled, corev1.ConditionFalse) {
+		t.Fatalf("waiter beside a pod requesting all %s CPUs: %v %+v", cpu, err, p)
+	}
+	d.mustKubectl("delete", "pod", "hog", "--wait=false")
+	p := d.waitPod("default", "waiter", 60*time.Second, "Running once hog is gone", running)
+	if !conditionIs(p, corev1.PodScheduled, corev1.ConditionTrue) || p.Spec.NodeName != node {
+		t.Errorf("waiter: nodeName %q conditions %+v", p.Spec.NodeName, p.Status.Conditions)
+	}
+	d.waitEvents("default", "waiter", 10*time.Second, "FailedScheduling", "Scheduled", "Started")
+	d.mustKubectl("delete", "pod", "waiter", "--wait=false")
+
 	// A pod that fits (its selector names this node's labels) is scheduled and runs.
 	d.create(`
 apiVersion: v1
