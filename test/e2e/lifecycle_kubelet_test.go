@@ -31,6 +31,9 @@ func TestKubeletLifecycle(t *testing.T) {
 			{"ReadinessFlip", testReadinessFlip},
 			{"Hooks", testHooks},
 			{"GracePeriod", testGracePeriod},
+			{"PostStartFailure", testPostStartFailure},
+			{"StartupProbe", testStartupProbe},
+			{"ImageChange", testImageChange},
 			{"OOMKilled", testOOMKilled},
 			{"Volumes", testVolumes},
 			{"ConfigMapAndSecret", testConfigMapAndSecret},
@@ -589,4 +592,114 @@ spec:
 	}
 	waitFile(t, filepath.Join(dir, "order"), 5*time.Second, "showing the SIGTERM", func(l []string) bool { return indexOf(l, "got-term") >= 0 })
 	d.waitEvents("default", "ignores-term", 10*time.Second, "Started", "Killing")
+}
+
+// A failing postStart hook kills the container: FailedPostStartHook, then a restart.
+func testPostStartFailure(t *testing.T, d *daemon) {
+	d.create(`
+apiVersion: v1
+kind: Pod
+metadata: {name: poststart-fails}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: c
+    image: busybox
+    imagePullPolicy: Never
+    command: ["sleep", "600"]
+    lifecycle:
+      postStart: {exec: {command: ["sh", "-c", "exit 7"]}}
+`)
+	d.waitPod("default", "poststart-fails", 60*time.Second, "restarted", func(p *corev1.Pod) bool {
+		cs := containerStatus(p, "c")
+		return cs != nil && cs.RestartCount >= 1
+	})
+	evs := d.waitEvents("default", "poststart-fails", 10*time.Second, "Started", "FailedPostStartHook", "Killing")
+	for _, e := range evs {
+		if e.Reason == "FailedPostStartHook" && (e.Type != corev1.EventTypeWarning || !strings.Contains(e.Message, "exited with 7")) {
+			t.Errorf("FailedPostStartHook event: %s %q", e.Type, e.Message)
+		}
+	}
+}
+
+// A startup probe gates liveness: a slow start is not killed, and the
+// container counts as started only once the startup probe succeeds; then the
+// failing liveness probe restarts it.
+func testStartupProbe(t *testing.T, d *daemon) {
+	dir := hostDir(t)
+	d.create(fmt.Sprintf(`
+apiVersion: v1
+kind: Pod
+metadata: {name: slow-start}
+spec:
+  terminationGracePeriodSeconds: 1
+  volumes: [{name: h, hostPath: {path: %s}}]
+  containers:
+  - name: c
+    image: busybox
+    imagePullPolicy: Never
+    command: ["sleep", "600"]
+    volumeMounts: [{name: h, mountPath: /h}]
+    startupProbe:
+      exec: {command: ["sh", "-c", "echo attempt >> /h/attempts; test -f /h/started"]}
+      periodSeconds: 1
+      failureThreshold: 600
+    livenessProbe:
+      exec: {command: ["false"]}
+      periodSeconds: 1
+      failureThreshold: 1
+`, dir))
+	// Three failed startup probes: an ungated liveness probe would have killed it by now.
+	waitFile(t, filepath.Join(dir, "attempts"), 60*time.Second, "showing 3 startup probes", func(l []string) bool { return len(l) >= 3 })
+	p, err := d.getPod("default", "slow-start")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cs := containerStatus(p, "c"); cs == nil || cs.RestartCount != 0 || cs.State.Running == nil || cs.Started == nil || *cs.Started || cs.Ready {
+		t.Errorf("during start-up: %+v, want running, not started, not ready, no restart", cs)
+	}
+	touch(t, filepath.Join(dir, "started"))
+	d.waitPod("default", "slow-start", 60*time.Second, "restarted by liveness once started", func(p *corev1.Pod) bool {
+		cs := containerStatus(p, "c")
+		return cs != nil && cs.RestartCount >= 1
+	})
+	d.waitEvents("default", "slow-start", 10*time.Second, "Started", "Unhealthy", "Killing")
+}
+
+// Changing a container's image (kubectl patch) restarts that container with
+// the new image; the pod and its other containers stay.
+func testImageChange(t *testing.T, d *daemon) {
+	if out, err := d.peapod("image", "import", busyboxTar, "busybox:v2"); err != nil {
+		t.Fatalf("image import: %v\n%s", err, out)
+	}
+	d.create(`
+apiVersion: v1
+kind: Pod
+metadata: {name: image-change}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - {name: a, image: busybox, imagePullPolicy: Never, command: ["sleep", "600"]}
+  - {name: b, image: busybox, imagePullPolicy: Never, command: ["sleep", "600"]}
+`)
+	before := d.waitPod("default", "image-change", 60*time.Second, "Running", running)
+	d.mustKubectl("patch", "pod", "image-change", "-p", `{"spec":{"containers":[{"name":"a","image":"busybox:v2"}]}}`)
+	after := d.waitPod("default", "image-change", 60*time.Second, "running the new image", func(p *corev1.Pod) bool {
+		cs := containerStatus(p, "a")
+		return running(p) && cs.Image == "busybox:v2" && cs.ContainerID != containerStatus(before, "a").ContainerID
+	})
+	if a := containerStatus(after, "a"); a.RestartCount != 1 {
+		t.Errorf("container a after the image change: restartCount %d, want 1", a.RestartCount)
+	}
+	if b, b0 := containerStatus(after, "b"), containerStatus(before, "b"); b.ContainerID != b0.ContainerID || b.RestartCount != 0 {
+		t.Errorf("container b was restarted: %s → %s", b0.ContainerID, b.ContainerID)
+	}
+	if after.Status.PodIP != before.Status.PodIP {
+		t.Errorf("the pod's sandbox changed: IP %s → %s", before.Status.PodIP, after.Status.PodIP)
+	}
+	d.waitEvents("default", "image-change", 10*time.Second, "Killing")
+	// Other spec changes are refused as the API server refuses them.
+	if out, err := d.kubectl("patch", "pod", "image-change", "-p", `{"spec":{"containers":[{"name":"a","command":["true"]}]}}`); err == nil || !strings.Contains(out, "Forbidden: pod updates may not change fields other than") {
+		t.Errorf("patching a command: %v\n%s", err, out)
+	}
 }
