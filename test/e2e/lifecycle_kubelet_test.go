@@ -34,6 +34,9 @@ func TestKubeletLifecycle(t *testing.T) {
 			{"PostStartFailure", testPostStartFailure},
 			{"StartupProbe", testStartupProbe},
 			{"ImageChange", testImageChange},
+			{"InitFailureNever", testInitFailureNever},
+			{"SidecarRestart", testSidecarRestart},
+			{"EnvAndSubPath", testEnvAndSubPath},
 			{"OOMKilled", testOOMKilled},
 			{"Volumes", testVolumes},
 			{"ConfigMapAndSecret", testConfigMapAndSecret},
@@ -701,5 +704,102 @@ spec:
 	// Other spec changes are refused as the API server refuses them.
 	if out, err := d.kubectl("patch", "pod", "image-change", "-p", `{"spec":{"containers":[{"name":"a","command":["true"]}]}}`); err == nil || !strings.Contains(out, "Forbidden: pod updates may not change fields other than") {
 		t.Errorf("patching a command: %v\n%s", err, out)
+	}
+}
+
+// An init container that fails under restartPolicy Never fails the pod; the
+// app container never starts.
+func testInitFailureNever(t *testing.T, d *daemon) {
+	d.create(`
+apiVersion: v1
+kind: Pod
+metadata: {name: init-fails}
+spec:
+  restartPolicy: Never
+  terminationGracePeriodSeconds: 1
+  initContainers:
+  - {name: init, image: busybox, imagePullPolicy: Never, command: ["sh", "-c", "exit 4"]}
+  containers:
+  - {name: app, image: busybox, imagePullPolicy: Never, command: ["sleep", "600"]}
+`)
+	p := d.waitPod("default", "init-fails", 60*time.Second, "Failed", func(p *corev1.Pod) bool { return p.Status.Phase == corev1.PodFailed })
+	if cs := containerStatus(p, "init"); cs == nil || cs.State.Terminated == nil || cs.State.Terminated.ExitCode != 4 || cs.State.Terminated.Reason != "Error" {
+		t.Errorf("init container: %+v", cs)
+	}
+	if cs := containerStatus(p, "app"); cs == nil || cs.State.Running != nil || cs.State.Terminated != nil || cs.ContainerID != "" {
+		t.Errorf("app container of a pod whose init failed: %+v", cs)
+	}
+	if table := d.mustKubectl("get", "pod", "init-fails"); !strings.Contains(table, "Init:Error") {
+		t.Errorf("kubectl get pod does not show Init:Error:\n%s", table)
+	}
+}
+
+// A sidecar that exits is restarted while the app keeps running.
+func testSidecarRestart(t *testing.T, d *daemon) {
+	d.create(`
+apiVersion: v1
+kind: Pod
+metadata: {name: sidecar-restart}
+spec:
+  terminationGracePeriodSeconds: 1
+  initContainers:
+  - {name: side, image: busybox, imagePullPolicy: Never, restartPolicy: Always, command: ["sh", "-c", "sleep 2; exit 1"]}
+  containers:
+  - {name: app, image: busybox, imagePullPolicy: Never, command: ["sleep", "600"]}
+`)
+	app := ""
+	p := d.waitPod("default", "sidecar-restart", 60*time.Second, "with its sidecar restarted", func(p *corev1.Pod) bool {
+		side, a := containerStatus(p, "side"), containerStatus(p, "app")
+		if a != nil && a.State.Running != nil && app == "" {
+			app = a.ContainerID
+		}
+		return side != nil && side.RestartCount >= 1 && a != nil && a.State.Running != nil
+	})
+	if a := containerStatus(p, "app"); a.RestartCount != 0 || a.ContainerID != app {
+		t.Errorf("the app restarted with its sidecar: %+v", a)
+	}
+	if p.Status.Phase != corev1.PodRunning {
+		t.Errorf("phase %s, want Running", p.Status.Phase)
+	}
+}
+
+// env from fields, resources and $(VAR) expansion; hostAliases; subPath.
+func testEnvAndSubPath(t *testing.T, d *daemon) {
+	d.create(`
+apiVersion: v1
+kind: Pod
+metadata: {name: env-subpath, labels: {tier: web}}
+spec:
+  terminationGracePeriodSeconds: 1
+  hostAliases: [{ip: 10.1.2.3, hostnames: [alias.example]}]
+  volumes: [{name: d, emptyDir: {}}]
+  initContainers:
+  - {name: prep, image: busybox, imagePullPolicy: Never, command: ["sh", "-c", "mkdir -p /d/sub && echo in-sub > /d/sub/f"], volumeMounts: [{name: d, mountPath: /d}]}
+  containers:
+  - name: c
+    image: busybox
+    imagePullPolicy: Never
+    command: ["sh", "-c", "echo $(GREETING) $POD $NS $IP_SET $MEM; grep alias.example /etc/hosts | cut -f1; cat /s/f; echo end; exec sleep 600"]
+    resources: {limits: {memory: 64Mi}}
+    env:
+    - {name: NAME, value: world}
+    - {name: GREETING, value: "hello-$(NAME)"}
+    - {name: POD, valueFrom: {fieldRef: {fieldPath: metadata.name}}}
+    - {name: NS, valueFrom: {fieldRef: {fieldPath: metadata.namespace}}}
+    - {name: IP, valueFrom: {fieldRef: {fieldPath: status.podIP}}}
+    - {name: IP_SET, value: "ip=$(IP)"}
+    - {name: MEM, valueFrom: {resourceFieldRef: {resource: limits.memory, divisor: 1Mi}}}
+    volumeMounts: [{name: d, mountPath: /s, subPath: sub}]
+`)
+	p := d.waitPod("default", "env-subpath", 60*time.Second, "Running", running)
+	var logs string
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		if logs = d.mustKubectl("logs", "env-subpath"); strings.Contains(logs, "end") {
+			break
+		}
+	}
+	want := fmt.Sprintf("hello-world env-subpath default ip=%s 64\n10.1.2.3\nin-sub\nend\n", p.Status.PodIP)
+	if logs != want {
+		t.Errorf("container printed:\n%s\nwant:\n%s", logs, want)
 	}
 }
