@@ -15,6 +15,16 @@
 // (StopPodSandbox + RemovePodSandbox). It prints the medians and the memory
 // per pod as a table. Run as root (PSS of other processes), with the
 // runtimes already serving; nothing here asserts on time.
+//
+// The image must be pullable by every runtime, e.g. from a plain-HTTP
+// registry on 127.0.0.1 (peapod: DIR/certs.d/127.0.0.1:5000/hosts.toml with
+// server = "http://127.0.0.1:5000"). containerd 1.6 (Debian's) was run with
+// a config of its own: root, state and grpc address in directories of their
+// own; the CRI plugin's sandbox_image from that registry,
+// restrict_oom_score_adj = true, runc v2 with BinaryName /usr/sbin/runc and
+// SystemdCgroup false, cni conf_dir holding one conflist (bridge with
+// isGateway, ipMasq and hairpinMode on a bridge and subnet of its own,
+// host-local, portmap), registry config_path with the same hosts.toml.
 package cribench
 
 import (
