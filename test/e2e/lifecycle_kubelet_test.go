@@ -395,7 +395,7 @@ spec:
   - name: reader
     image: busybox
     imagePullPolicy: Never
-    command: ["sh", "-c", "until [ -f /d/done ]; do sleep 0.2; done; cat /d/f /m/f /h/from-host /h/from-pod; cat /i/name; echo; cat /i/labels; echo; cat /i/cpu-limit; echo; grep ' /m ' /proc/mounts | cut -d' ' -f3; grep ' /i ' /proc/mounts | cut -d' ' -f4 | cut -d, -f1; echo end; exec sleep 600"]
+    command: ["sh", "-c", "until [ -f /d/done ]; do sleep 0.2; done; cat /d/f /m/f /h/from-host /h/from-pod; cat /i/name; echo; cat /i/labels; echo; cat /i/cpu-limit; echo; grep ' /m ' /proc/mounts | cut -d' ' -f3; grep ' /i ' /proc/mounts | cut -d' ' -f4 | cut -d, -f1; if dd if=/dev/zero of=/m/big bs=1M count=16 2>/dev/null; then echo unlimited; else echo limited; fi; rm -f /m/big; echo end; exec sleep 600"]
     volumeMounts: [{name: disk, mountPath: /d}, {name: mem, mountPath: /m}, {name: host, mountPath: /h, readOnly: true}, {name: info, mountPath: /i}]
 `, dir))
 	d.waitPod("default", "volumes", 60*time.Second, "Running", running)
@@ -408,7 +408,8 @@ spec:
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	want := "disk-data\nmem-data\nhost-data\nwriter-data\nvolumes\napp=\"vol\"\ntier=\"test\"\n250\ntmpfs\nro\nend\n"
+	// The memory emptyDir is a tmpfs of its sizeLimit (8Mi): 16 MiB do not fit.
+	want := "disk-data\nmem-data\nhost-data\nwriter-data\nvolumes\napp=\"vol\"\ntier=\"test\"\n250\ntmpfs\nro\nlimited\nend\n"
 	if logs != want {
 		t.Errorf("reader saw:\n%s\nwant:\n%s", logs, want)
 	}
