@@ -222,6 +222,21 @@ func TestWatch(t *testing.T) {
 		}
 	}
 
+	// The older form: ?watch=1 on the object's own path.
+	if _, err := pods.Create(ctx, newPod("one", nil), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	pods.Create(ctx, newPod("other", nil), metav1.CreateOptions{})
+	one, err := ts.client.CoreV1().RESTClient().Get().Namespace("default").Resource("pods").Name("one").
+		Param("watch", "1").Param("resourceVersion", "0").Watch(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer one.Stop()
+	if ev := <-one.ResultChan(); ev.Type != watch.Added || ev.Object.(*corev1.Pod).Name != "one" {
+		t.Fatalf("watch on one pod: %s %v", ev.Type, ev.Object)
+	}
+
 }
 
 // A watch from a resourceVersion the history no longer holds (here: from

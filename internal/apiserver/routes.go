@@ -127,6 +127,11 @@ func (s *Server) serveResource(w http.ResponseWriter, r *http.Request, req *requ
 	case req.subresource == "status" || req.subresource == "":
 		switch r.Method {
 		case http.MethodGet:
+			if isWatch(r) && req.subresource == "" {
+				// The older form of a watch on one object.
+				s.watch(w, r, req)
+				return
+			}
 			s.get(w, r, req)
 			return
 		case http.MethodPut:
