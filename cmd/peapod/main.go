@@ -48,7 +48,7 @@ func newRootCommand() *cobra.Command {
 		slog.SetDefault(log)
 		return nil
 	}
-	root.AddCommand(newServeCommand(g), newImageCommand(g), newKubeconfigCommand(g))
+	root.AddCommand(newServeCommand(g), newImageCommand(g), newKubeconfigCommand(g), newKubectlCommand(g))
 	return root
 }
 
