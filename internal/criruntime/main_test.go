@@ -55,10 +55,23 @@ func TestMain(m *testing.M) {
 		os.RemoveAll(binDir)
 	}
 	if os.Geteuid() == 0 {
-		// The bridge plugin leaves the test bridge; nothing else may be left.
+		// The bridge plugin leaves the test bridge, and the network its
+		// node-wide masquerade chain; nothing else may be left.
 		_ = exec.Command("ip", "link", "del", testBridge).Run()
+		removeNodeMasquerade(testBridge, testSubnet)
 	}
 	os.Exit(code)
+}
+
+// removeNodeMasquerade removes the masquerade chain internal/network makes
+// for the default network's bridge and subnet (in real use it stays, as the
+// bridge does).
+func removeNodeMasquerade(bridge, subnet string) {
+	chain := "PEAPOD-MASQ-" + bridge
+	_ = exec.Command("iptables", "-w", "-t", "nat", "-D", "POSTROUTING", "-s", subnet, "-m", "comment",
+		"--comment", "peapod: masquerade the pods of "+bridge, "-j", chain).Run()
+	_ = exec.Command("iptables", "-w", "-t", "nat", "-F", chain).Run()
+	_ = exec.Command("iptables", "-w", "-t", "nat", "-X", chain).Run()
 }
 
 func buildBinaries() (string, error) {

@@ -51,7 +51,16 @@ func run(m *testing.M) int {
 		fmt.Fprintf(os.Stderr, "e2e: busybox rootfs: %v\n%s", err, out)
 		return 1
 	}
-	return m.Run()
+	code := m.Run()
+	// The daemons leave the bridge of this run and the network's node-wide
+	// masquerade chain for its subnet, as they would on a real node.
+	_ = exec.Command("ip", "link", "del", e2eBridge).Run()
+	chain := "PEAPOD-MASQ-" + e2eBridge
+	_ = exec.Command("iptables", "-w", "-t", "nat", "-D", "POSTROUTING", "-s", e2eSubnet, "-m", "comment",
+		"--comment", "peapod: masquerade the pods of "+e2eBridge, "-j", chain).Run()
+	_ = exec.Command("iptables", "-w", "-t", "nat", "-F", chain).Run()
+	_ = exec.Command("iptables", "-w", "-t", "nat", "-X", chain).Run()
+	return code
 }
 
 func prerequisites() error {
