@@ -31,7 +31,7 @@ rm -f "$tar"
 bin/peapod --root "$root" image ls
 
 k delete pod demo --ignore-not-found --wait=true >/dev/null
-k create --validate=false -f examples/two-containers.yaml
+k create -f examples/two-containers.yaml
 for _ in $(seq 120); do
 	[ "$(k get pod demo -o jsonpath='{.status.phase}')" = Running ] && [ "$(k get pod demo -o jsonpath='{.status.containerStatuses[*].ready}')" = "true true" ] && break
 	sleep 0.5

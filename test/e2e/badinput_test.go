@@ -28,14 +28,14 @@ func TestInvalidPodsRefused(t *testing.T) {
 			`spec.containers: Required value`},
 	}
 	for _, c := range cases {
-		out, err := d.kubectlStdin(c.manifest, "create", "--validate=false", "-f", "-")
+		out, err := d.kubectlStdin(c.manifest, "create", "-f", "-")
 		if err == nil || !strings.Contains(out, c.want) {
 			t.Errorf("%s: kubectl create err=%v, want an error naming %q; got:\n%s", c.name, err, c.want, out)
 		}
 	}
-	// Unknown fields under strict field validation, as kubectl's default --validate=strict asks.
+	// Unknown fields, under kubectl's default strict field validation.
 	out, err := d.kubectlStdin(`{"apiVersion":"v1","kind":"Pod","metadata":{"name":"unknown"},"spec":{"bogus":1,"containers":[{"name":"a","image":"busybox"}]}}`,
-		"create", "--raw", "/api/v1/namespaces/default/pods?fieldValidation=Strict", "-f", "-")
+		"create", "-f", "-")
 	if err == nil || !strings.Contains(out, `unknown field "spec.bogus"`) {
 		t.Errorf("unknown field: err=%v, want an error naming spec.bogus; got:\n%s", err, out)
 	}
@@ -48,7 +48,7 @@ func TestInvalidPodsRefused(t *testing.T) {
 func TestMissingImage(t *testing.T) {
 	d := startDaemon(t)
 	const manifest = `{"apiVersion":"v1","kind":"Pod","metadata":{"name":"noimg"},"spec":{"terminationGracePeriodSeconds":1,"containers":[{"name":"a","image":"example.test/absent:1","imagePullPolicy":"Never"}]}}`
-	if out, err := d.kubectlStdin(manifest, "create", "--validate=false", "-f", "-"); err != nil {
+	if out, err := d.kubectlStdin(manifest, "create", "-f", "-"); err != nil {
 		t.Fatalf("create: %v\n%s", err, out)
 	}
 	p := d.waitPod("default", "noimg", 30*time.Second, "waiting with ErrImageNeverPull", func(p *corev1.Pod) bool {

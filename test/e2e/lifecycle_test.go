@@ -21,7 +21,7 @@ spec:
     imagePullPolicy: Never
     command: ["sh", "-c", "trap 'echo got TERM' TERM; while true; do sleep 1; done"]
 `
-	if out, err := d.kubectlStdin(manifest, "create", "--validate=false", "-f", "-"); err != nil {
+	if out, err := d.kubectlStdin(manifest, "create", "-f", "-"); err != nil {
 		t.Fatalf("create: %v\n%s", err, out)
 	}
 	d.waitPod("default", "stubborn", 60*time.Second, "Running", running)
@@ -43,7 +43,7 @@ spec:
 	d.assertNoLeaks()
 
 	// --force --grace-period=0 removes the object at once; the containers still die.
-	if out, err := d.kubectlStdin(strings.Replace(manifest, "stubborn", "forced", 1), "create", "--validate=false", "-f", "-"); err != nil {
+	if out, err := d.kubectlStdin(strings.Replace(manifest, "stubborn", "forced", 1), "create", "-f", "-"); err != nil {
 		t.Fatalf("create: %v\n%s", err, out)
 	}
 	d.waitPod("default", "forced", 60*time.Second, "Running", running)
@@ -62,14 +62,14 @@ func TestNamespaces(t *testing.T) {
 	}
 	d.mustKubectl("create", "namespace", "team-a")
 	const manifest = `{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p"},"spec":{"terminationGracePeriodSeconds":1,"containers":[{"name":"a","image":"busybox","imagePullPolicy":"Never","command":["sleep","3600"]}]}}`
-	if out, err := d.kubectlStdin(manifest, "create", "--validate=false", "-n", "team-a", "-f", "-"); err != nil {
+	if out, err := d.kubectlStdin(manifest, "create", "-n", "team-a", "-f", "-"); err != nil {
 		t.Fatalf("create in team-a: %v\n%s", err, out)
 	}
 	d.waitPod("team-a", "p", 60*time.Second, "Running", running)
 	if out := d.mustKubectl("get", "pods"); strings.Contains(out, "p ") {
 		t.Errorf("pod of team-a listed in default:\n%s", out)
 	}
-	if out, err := d.kubectlStdin(manifest, "create", "--validate=false", "-n", "missing", "-f", "-"); err == nil || !strings.Contains(out, `namespaces "missing" not found`) {
+	if out, err := d.kubectlStdin(manifest, "create", "-n", "missing", "-f", "-"); err == nil || !strings.Contains(out, `namespaces "missing" not found`) {
 		t.Errorf("create in a missing namespace: err=%v\n%s", err, out)
 	}
 	d.mustKubectl("delete", "pod", "p", "-n", "team-a")

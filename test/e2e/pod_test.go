@@ -18,7 +18,7 @@ func TestTwoContainerPod(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if out, err := d.kubectlStdin(string(manifest), "create", "--validate=false", "-f", "-"); err != nil {
+	if out, err := d.kubectlStdin(string(manifest), "create", "-f", "-"); err != nil {
 		t.Fatalf("kubectl create: %v\n%s", err, out)
 	}
 	p := d.waitPod("default", "demo", 60*time.Second, "Running with both containers ready", running)
@@ -97,7 +97,7 @@ spec:
     imagePullPolicy: Never
     command: ["sleep", "3600"]
 `
-	if out, err := d.kubectlStdin(manifest, "create", "--validate=false", "-f", "-"); err != nil {
+	if out, err := d.kubectlStdin(manifest, "create", "-f", "-"); err != nil {
 		t.Fatalf("kubectl create: %v\n%s", err, out)
 	}
 	d.waitPod("default", "reaper", 60*time.Second, "Running", running)
