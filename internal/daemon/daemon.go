@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 
+	"golang.org/x/sys/unix"
 	"k8s.io/utils/clock"
 
 	"github.com/peapod-dev/peapod/internal/apiserver"
@@ -65,7 +67,13 @@ func Run(ctx context.Context, o Options) (retErr error) {
 			return fmt.Errorf("create state directory: %w", err)
 		}
 	}
-	// Runs last: the run directory goes once no sandbox or container needs it.
+	unlock, err := lockRoot(o.Dirs)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	// Runs last but for the unlock: the run directory goes once no sandbox
+	// or container needs it.
 	defer releaseRunDir(o.Dirs, log)
 	clk := clock.RealClock{}
 
@@ -221,4 +229,22 @@ func releaseRunDir(d dirs.Dirs, log *slog.Logger) {
 			return
 		}
 	}
+}
+
+// lockRoot makes sure one daemon at a time serves a root: two would recover,
+// relist and clean up each other's sandboxes and run directory.
+func lockRoot(d dirs.Dirs) (func(), error) {
+	path := filepath.Join(d.Root, "peapod.lock")
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("lock %s: %w", d.Root, err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, fmt.Errorf("another peapod serve is running with --root %s", d.Root)
+		}
+		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	return func() { f.Close() }, nil
 }

@@ -103,3 +103,28 @@ func TestServePreflight(t *testing.T) {
 		}
 	}
 }
+
+// A second daemon on a root that one already serves is refused: the two would
+// clean up each other's sandboxes.
+func TestSecondDaemonOnRootRefused(t *testing.T) {
+	d := startDaemon(t)
+	cmd := exec.Command(filepath.Join(binDir, "peapod"), "serve", "--root", d.root, "--address", "127.0.0.1:0",
+		"--cni-bridge", e2eBridge, "--cni-subnet", e2eSubnet, "--cgroup-root", e2eCgroupRoot)
+	done := make(chan struct{})
+	var out []byte
+	var err error
+	go func() { out, err = cmd.CombinedOutput(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		cmd.Process.Kill()
+		<-done
+		t.Fatalf("a second peapod serve on %s kept running", d.root)
+	}
+	if err == nil || !strings.Contains(string(out), "another peapod serve is running") {
+		t.Errorf("second daemon: err=%v, want a refusal naming the running daemon; output:\n%s", err, out)
+	}
+	if _, err := d.kubectl("get", "namespaces"); err != nil {
+		t.Errorf("the first daemon stopped serving: %v", err)
+	}
+}
