@@ -124,7 +124,7 @@ func (s *Server) serveResource(w http.ResponseWriter, r *http.Request, req *requ
 			s.serveStream(w, r, req)
 			return
 		}
-	case req.subresource == "status" || req.subresource == "":
+	case req.subresource == "status" || req.subresource == "ephemeralcontainers" || req.subresource == "":
 		switch r.Method {
 		case http.MethodGet:
 			if isWatch(r) && req.subresource == "" {

@@ -41,10 +41,14 @@ func (s *Server) update(w http.ResponseWriter, r *http.Request, req *request) {
 	s.writeObject(w, http.StatusOK, updated)
 }
 
-// write writes obj through the main resource or its status subresource.
+// write writes obj through the main resource or its status or
+// ephemeralcontainers subresource.
 func (s *Server) write(r *http.Request, req *request, obj store.Object, o *metav1.UpdateOptions) (store.Object, error) {
-	if req.subresource == "status" {
+	switch req.subresource {
+	case "status":
 		return s.reg.UpdateStatus(r.Context(), req.res, req.namespace, req.name, obj, o)
+	case "ephemeralcontainers":
+		return s.reg.UpdateEphemeralContainers(r.Context(), req.res, req.namespace, req.name, obj, o)
 	}
 	return s.reg.Update(r.Context(), req.res, req.namespace, req.name, obj, o)
 }

@@ -219,7 +219,7 @@ func (r *Registry) Watch(ctx context.Context, res *Resource, ns string, o *metav
 
 // Update replaces an object's spec and metadata (not its status) as PUT does.
 func (r *Registry) Update(ctx context.Context, res *Resource, ns, name string, obj store.Object, o *metav1.UpdateOptions) (store.Object, error) {
-	return r.update(ctx, res, ns, name, obj, o, false)
+	return r.update(ctx, res, ns, name, obj, o, "")
 }
 
 // UpdateStatus replaces an object's status as PUT on the status subresource does.
@@ -227,10 +227,19 @@ func (r *Registry) UpdateStatus(ctx context.Context, res *Resource, ns, name str
 	if _, ok := res.strategy.(statusStrategy); !ok {
 		return nil, apierrors.NewNotFound(schema.GroupResource{Resource: res.Name + "/status"}, name)
 	}
-	return r.update(ctx, res, ns, name, obj, o, true)
+	return r.update(ctx, res, ns, name, obj, o, "status")
 }
 
-func (r *Registry) update(ctx context.Context, res *Resource, ns, name string, obj store.Object, o *metav1.UpdateOptions, status bool) (store.Object, error) {
+// UpdateEphemeralContainers replaces a pod's spec.ephemeralContainers (and
+// nothing else) as PUT on the ephemeralcontainers subresource does.
+func (r *Registry) UpdateEphemeralContainers(ctx context.Context, res *Resource, ns, name string, obj store.Object, o *metav1.UpdateOptions) (store.Object, error) {
+	if _, ok := res.strategy.(ephemeralContainersStrategy); !ok {
+		return nil, apierrors.NewNotFound(schema.GroupResource{Resource: res.Name + "/ephemeralcontainers"}, name)
+	}
+	return r.update(ctx, res, ns, name, obj, o, "ephemeralcontainers")
+}
+
+func (r *Registry) update(ctx context.Context, res *Resource, ns, name string, obj store.Object, o *metav1.UpdateOptions, subresource string) (store.Object, error) {
 	if obj.GetName() != name {
 		return nil, apierrors.NewBadRequest(fmt.Sprintf("the name of the object (%s) does not match the name on the URL (%s)", obj.GetName(), name))
 	}
@@ -258,11 +267,16 @@ func (r *Registry) update(ctx context.Context, res *Resource, ns, name string, o
 			next.SetUID(cur.GetUID())
 		}
 		var errs field.ErrorList
-		if status {
+		switch subresource {
+		case "status":
 			st := res.strategy.(statusStrategy)
 			st.prepareForStatusUpdate(next, cur)
 			errs = st.validateStatusUpdate(next, cur)
-		} else {
+		case "ephemeralcontainers":
+			st := res.strategy.(ephemeralContainersStrategy)
+			st.prepareForEphemeralUpdate(next, cur)
+			errs = st.validateEphemeralUpdate(next, cur)
+		default:
 			// What no update may change, as rest.BeforeUpdate keeps it.
 			next.SetCreationTimestamp(cur.GetCreationTimestamp())
 			next.SetDeletionTimestamp(cur.GetDeletionTimestamp())
