@@ -15,19 +15,6 @@ import (
 	"github.com/peapod-dev/peapod/internal/cgroups"
 )
 
-// CPU and OOM constants of the kubelet (pkg/kubelet/cm, pkg/kubelet/qos).
-const (
-	minShares     = 2
-	maxShares     = 262144
-	sharesPerCPU  = 1024
-	milliCPUToCPU = 1000
-	quotaPeriod   = 100000 // 100 ms in µs
-	minQuota      = 1000
-
-	guaranteedOOMScoreAdj = -997
-	besteffortOOMScoreAdj = 1000
-)
-
 // containerRequests returns the container's requests as the API server's
 // defaulting leaves them: a limit without a request is also the request.
 func containerRequests(c *corev1.Container) corev1.ResourceList {
@@ -48,33 +35,6 @@ func getPodQOS(pod *corev1.Pod) corev1.PodQOSClass { return cgroups.QOSClass(pod
 // computePodQOS is ComputePodQOS (ignores the class in the status).
 func computePodQOS(pod *corev1.Pod) corev1.PodQOSClass { return cgroups.ComputeQOSClass(pod) }
 
-// milliCPUToShares converts milli-CPU to cgroup v1 cpu.shares (MilliCPUToShares).
-func milliCPUToShares(milliCPU int64) uint64 {
-	if milliCPU == 0 {
-		return minShares
-	}
-	shares := milliCPU * sharesPerCPU / milliCPUToCPU
-	if shares < minShares {
-		return minShares
-	}
-	if shares > maxShares {
-		return maxShares
-	}
-	return uint64(shares)
-}
-
-// milliCPUToQuota converts a milli-CPU limit to a CFS quota for the period.
-func milliCPUToQuota(milliCPU, period int64) int64 {
-	if milliCPU == 0 {
-		return 0
-	}
-	quota := milliCPU * period / milliCPUToCPU
-	if quota < minQuota {
-		quota = minQuota
-	}
-	return quota
-}
-
 // podCgroupResources is ResourceConfigForPod: the pod cgroup's limits by QoS
 // class (internal/cgroups).
 func podCgroupResources(pod *corev1.Pod, pidsLimit int64) *specs.LinuxResources {
@@ -86,13 +46,13 @@ func podCgroupResources(pod *corev1.Pod, pidsLimit int64) *specs.LinuxResources 
 func calculateLinuxResources(cpuReq, cpuLim, memLim int64) *runtimeapi.LinuxContainerResources {
 	r := &runtimeapi.LinuxContainerResources{}
 	if cpuReq == 0 && cpuLim != 0 {
-		r.CpuShares = int64(milliCPUToShares(cpuLim))
+		r.CpuShares = int64(cgroups.MilliCPUToShares(cpuLim))
 	} else {
-		r.CpuShares = int64(milliCPUToShares(cpuReq))
+		r.CpuShares = int64(cgroups.MilliCPUToShares(cpuReq))
 	}
 	if cpuLim != 0 {
-		r.CpuPeriod = quotaPeriod
-		r.CpuQuota = milliCPUToQuota(cpuLim, quotaPeriod)
+		r.CpuPeriod = cgroups.QuotaPeriod
+		r.CpuQuota = cgroups.MilliCPUToQuota(cpuLim, cgroups.QuotaPeriod)
 	}
 	if memLim != 0 {
 		r.MemoryLimitInBytes = memLim
