@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	policyv1beta1 "k8s.io/api/policy/v1beta1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -37,6 +39,11 @@ func newScheme() *runtime.Scheme {
 		panic(err)
 	}
 	metav1.AddToGroupVersion(s, schema.GroupVersion{Version: "v1"})
+	// Evictions (pods/eviction) come as policy/v1 or v1beta1.
+	s.AddKnownTypes(policyv1.SchemeGroupVersion, &policyv1.Eviction{})
+	s.AddKnownTypes(policyv1beta1.SchemeGroupVersion, &policyv1beta1.Eviction{})
+	metav1.AddToGroupVersion(s, policyv1.SchemeGroupVersion)
+	metav1.AddToGroupVersion(s, policyv1beta1.SchemeGroupVersion)
 	s.AddKnownTypes(schema.GroupVersion{Version: "v1"}, &metav1.TableOptions{})
 	// Clients send DeleteOptions as meta.k8s.io/v1 too.
 	s.AddKnownTypes(metav1.SchemeGroupVersion, &metav1.DeleteOptions{})

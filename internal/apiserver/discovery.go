@@ -97,6 +97,7 @@ func (s *Server) serveResourceList(w http.ResponseWriter, r *http.Request) {
 		for _, sub := range res.Subresources {
 			list.APIResources = append(list.APIResources, metav1.APIResource{
 				Name: res.Name + "/" + sub, Namespaced: res.Namespaced,
+				Group: subresourceGroup(sub), Version: subresourceVersion(sub),
 				Kind: subresourceKind(res, sub), Verbs: subresourceVerbs(sub),
 			})
 		}
@@ -122,7 +123,7 @@ func (s *Server) discoveryResources() []apidiscoveryv2.APIResourceDiscovery {
 		for _, sub := range res.Subresources {
 			d.Subresources = append(d.Subresources, apidiscoveryv2.APISubresourceDiscovery{
 				Subresource:  sub,
-				ResponseKind: &metav1.GroupVersionKind{Version: "v1", Kind: subresourceKind(res, sub)},
+				ResponseKind: &metav1.GroupVersionKind{Group: subresourceGroup(sub), Version: "v1", Kind: subresourceKind(res, sub)},
 				Verbs:        subresourceVerbs(sub),
 			})
 		}
@@ -131,8 +132,29 @@ func (s *Server) discoveryResources() []apidiscoveryv2.APIResourceDiscovery {
 	return out
 }
 
+// subresourceGroup and subresourceVersion name a subresource whose kind is
+// outside core/v1 (pods/eviction takes a policy/v1 Eviction), as kubectl
+// drain looks for it in discovery.
+func subresourceGroup(sub string) string {
+	if sub == "eviction" {
+		return "policy"
+	}
+	return ""
+}
+
+func subresourceVersion(sub string) string {
+	if sub == "eviction" {
+		return "v1"
+	}
+	return ""
+}
+
 func subresourceKind(res *registry.Resource, sub string) string {
 	switch sub {
+	case "eviction":
+		return "Eviction"
+	case "binding":
+		return "Binding"
 	case "log":
 		return "Pod"
 	case "exec", "attach", "portforward":
@@ -147,6 +169,8 @@ func subresourceVerbs(sub string) []string {
 		return []string{"get"}
 	case "exec", "attach", "portforward":
 		return []string{"create", "get"}
+	case "eviction", "binding":
+		return []string{"create"}
 	}
 	return []string{"get", "patch", "update"}
 }

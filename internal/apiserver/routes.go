@@ -114,6 +114,15 @@ func (s *Server) serveResource(w http.ResponseWriter, r *http.Request, req *requ
 			s.deleteCollection(w, r, req)
 			return
 		}
+	case req.subresource == "eviction" || req.subresource == "binding":
+		if r.Method == http.MethodPost {
+			if req.subresource == "eviction" {
+				s.evict(w, r, req)
+			} else {
+				s.bind(w, r, req)
+			}
+			return
+		}
 	case req.subresource == "log":
 		if r.Method == http.MethodGet {
 			s.logs(w, r, req)

@@ -73,7 +73,7 @@ func resourceTable() []*Resource {
 		{
 			Name: "pods", SingularName: "pod", Kind: "Pod", ShortNames: []string{"po"}, Namespaced: true,
 			Verbs:               objectVerbs,
-			Subresources:        []string{"status", "log", "exec", "attach", "portforward", "ephemeralcontainers"},
+			Subresources:        []string{"status", "log", "exec", "attach", "portforward", "ephemeralcontainers", "eviction", "binding"},
 			ReturnDeletedObject: true,
 			New:                 func() store.Object { return &corev1.Pod{} },
 			NewList:             func() runtime.Object { return &corev1.PodList{} },
