@@ -18,16 +18,18 @@ type request struct {
 	subresource string
 }
 
-// ServeHTTP authenticates the request and routes it.
+// ServeHTTP authenticates the request (client certificate or bearer token)
+// and routes it.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 {
+	user, ok := s.authenticate(r)
+	if !ok {
 		s.writeStatus(w, r, &metav1.Status{
 			Status: metav1.StatusFailure, Message: "Unauthorized",
 			Reason: metav1.StatusReasonUnauthorized, Code: http.StatusUnauthorized,
 		})
 		return
 	}
-	s.log.Debug("request", "method", r.Method, "url", r.URL.String(), "user", r.TLS.VerifiedChains[0][0].Subject.CommonName)
+	s.log.Debug("request", "method", r.Method, "url", r.URL.String(), "user", user)
 	path := strings.Trim(r.URL.Path, "/")
 	switch path {
 	case "healthz", "livez", "readyz":

@@ -65,6 +65,8 @@ type Server struct {
 	// openapi serves /openapi/v2 and /openapi/v3 (internal/openapi).
 	openapi http.Handler
 	fields  fieldManagers
+	// token is the bearer token (DIR/pki/token), set by Start before serving.
+	token []byte
 
 	mu     sync.Mutex
 	ln     net.Listener
@@ -126,6 +128,9 @@ func (s *Server) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("apiserver credentials: %w", err)
 	}
+	if s.token, err = loadOrCreateToken(filepath.Join(s.cfg.Dir, "pki")); err != nil {
+		return fmt.Errorf("apiserver credentials: %w", err)
+	}
 	ln, err := net.Listen("tcp", s.cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", s.cfg.Addr, err)
@@ -135,8 +140,9 @@ func (s *Server) Start(ctx context.Context) error {
 		TLSConfig: &tls.Config{
 			Certificates: []tls.Certificate{p.serving},
 			ClientCAs:    p.caPool,
-			// Verified here, refused with 401 in the handler, so an
-			// unauthenticated client gets the API's answer and nothing else.
+			// Verified here, refused with 401 in the handler unless the
+			// request carries the bearer token, so an unauthenticated
+			// client gets the API's answer and nothing else.
 			ClientAuth: tls.VerifyClientCertIfGiven,
 			MinVersion: tls.VersionTLS12,
 		},
