@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -59,6 +60,46 @@ spec:
 	// The pod's own container was not restarted.
 	if p.Status.ContainerStatuses[0].RestartCount != 0 {
 		t.Errorf("app restarted: %+v", p.Status.ContainerStatuses[0])
+	}
+
+	// kubectl debug -it: kubectl waits for the container to run and
+	// attaches to it on the user's terminal.
+	term := startOnTerminal(t, "KUBECTL_REMOTE_COMMAND_WEBSOCKETS=true", 40, 100, "--kubeconfig", d.kubeconfig,
+		"debug", "-it", "debugme", "--image=busybox", "--image-pull-policy=IfNotPresent", "--target=app", "--container=shell", "--", "sh")
+	stuck := time.AfterFunc(90*time.Second, func() { term.cmd.Process.Kill() })
+	defer stuck.Stop()
+	// Typed until the shell answers: kubectl attaches once the container
+	// runs, and input before that is not seen by the shell.
+	answered := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-answered:
+				return
+			case <-time.After(500 * time.Millisecond):
+				io.WriteString(term.master, "echo debug-$((6*7)) $(ps | grep -c 'sleep 360[0]')\n")
+			}
+		}
+	}()
+	ok := term.waitFor("debug-42 1")
+	close(answered)
+	if !ok {
+		t.Fatalf("kubectl debug -it: no answer from the debug shell:\n%s", term.output())
+	}
+	term.write("exit\n")
+	if code := term.wait(); code != 0 {
+		t.Errorf("kubectl debug -it exited %d:\n%s", code, term.output())
+	}
+	p = d.waitPod("default", "debugme", 30*time.Second, "with the interactive debug container terminated", func(p *corev1.Pod) bool {
+		for _, s := range p.Status.EphemeralContainerStatuses {
+			if s.Name == "shell" && s.State.Terminated != nil {
+				return true
+			}
+		}
+		return false
+	})
+	if len(p.Status.EphemeralContainerStatuses) != 2 || !running(p) {
+		t.Errorf("after kubectl debug -it: %+v", p.Status)
 	}
 
 	d.mustKubectl("delete", "pod", "debugme", "--wait=false")
