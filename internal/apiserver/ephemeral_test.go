@@ -21,6 +21,14 @@ func TestEphemeralContainers(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// Not on create: only through the subresource.
+	withEC := newPod("q", nil)
+	withEC.Spec.EphemeralContainers = []corev1.EphemeralContainer{{EphemeralContainerCommon: corev1.EphemeralContainerCommon{Name: "d", Image: "busybox"}}}
+	if _, err := pods.Create(ctx, withEC, metav1.CreateOptions{}); !apierrors.IsInvalid(err) ||
+		!strings.Contains(err.Error(), "spec.ephemeralContainers: Forbidden: cannot be set on create") {
+		t.Fatalf("create with ephemeral containers: %v", err)
+	}
+
 	// GET on the subresource answers the pod.
 	var got corev1.Pod
 	if err := ts.client.CoreV1().RESTClient().Get().Namespace("default").Resource("pods").Name("p").SubResource("ephemeralcontainers").Do(ctx).Into(&got); err != nil || got.Name != "p" {

@@ -67,6 +67,11 @@ func (r *Registry) Create(ctx context.Context, res *Resource, ns string, obj sto
 	res.strategy.prepareForCreate(ctx, r, obj)
 	errs := apimachineryvalidation.ValidateObjectMetaAccessor(obj, res.Namespaced, res.nameFunc(), field.NewPath("metadata"))
 	errs = append(errs, res.strategy.validate(obj)...)
+	// Ephemeral containers are added only through the ephemeralcontainers
+	// subresource (ValidatePodCreate).
+	if pod, ok := obj.(*corev1.Pod); ok && len(pod.Spec.EphemeralContainers) > 0 {
+		errs = append(errs, field.Forbidden(field.NewPath("spec", "ephemeralContainers"), "cannot be set on create"))
+	}
 	if len(errs) > 0 {
 		return nil, invalid(res, obj.GetName(), errs)
 	}
