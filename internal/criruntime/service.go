@@ -26,6 +26,7 @@ import (
 	"github.com/peapod-dev/peapod/internal/cgroups"
 	"github.com/peapod-dev/peapod/internal/image"
 	plog "github.com/peapod-dev/peapod/internal/log"
+	"github.com/peapod-dev/peapod/internal/netns"
 	"github.com/peapod-dev/peapod/internal/network"
 	"github.com/peapod-dev/peapod/internal/oci"
 	"github.com/peapod-dev/peapod/internal/snapshot"
@@ -191,7 +192,28 @@ func (s *Service) Close() error {
 	}
 	s.cancel()
 	s.wg.Wait()
+	s.releaseRunDir()
 	return errors.Join(streamErr, s.store.Close())
+}
+
+// releaseRunDir removes the run directory's netns mount point, runc state
+// directory and the run directory itself once no sandbox pins a network
+// namespace and no container has runc state, so that a stopped runtime
+// leaves no mount behind; pods that outlive it keep theirs.
+func (s *Service) releaseRunDir() {
+	released, err := netns.ReleaseDir(s.netnsDir())
+	if err != nil {
+		s.log.Warn("keep run directory", "err", err)
+		return
+	}
+	if !released {
+		return
+	}
+	for _, dir := range []string{s.cfg.Runc.Root, s.cfg.RunDir} {
+		if err := os.Remove(dir); err != nil {
+			return // still in use (runc state, the CRI socket)
+		}
+	}
 }
 
 func (s *Service) sandboxDir(id string) string   { return filepath.Join(s.cfg.Root, "sandboxes", id) }

@@ -22,7 +22,6 @@ import (
 	"github.com/peapod-dev/peapod/internal/dirs"
 	"github.com/peapod-dev/peapod/internal/image"
 	plog "github.com/peapod-dev/peapod/internal/log"
-	"github.com/peapod-dev/peapod/internal/netns"
 	"github.com/peapod-dev/peapod/internal/network"
 	"github.com/peapod-dev/peapod/internal/oci"
 	"github.com/peapod-dev/peapod/internal/podmanager"
@@ -72,9 +71,9 @@ func Run(ctx context.Context, o Options) (retErr error) {
 		return err
 	}
 	defer unlock()
-	// Runs last but for the unlock: the run directory goes once no sandbox
-	// or container needs it.
-	defer releaseRunDir(o.Dirs, log)
+	// Last, once the CRI socket is gone: the runtime left the run directory
+	// itself when it had no other use for it.
+	defer os.Remove(o.Dirs.Run)
 	clk := clock.RealClock{}
 
 	images, err := image.Open(o.Dirs.Images(), image.WithRegistries(o.Dirs.RegistryConf(), o.Dirs.AuthFile()))
@@ -211,24 +210,6 @@ func Run(ctx context.Context, o Options) (retErr error) {
 		retErr = fmt.Errorf("CRI server: %w", err)
 	}
 	return retErr
-}
-
-// releaseRunDir removes the run directory when the daemon stops with nothing
-// left in it (no netns pins, no runc state), so that a stopped daemon leaves no
-// mounts behind; pods that outlive the daemon keep theirs.
-func releaseRunDir(d dirs.Dirs, log *slog.Logger) {
-	released, err := netns.ReleaseDir(d.Netns())
-	if err != nil || !released {
-		if err != nil {
-			log.Warn("keep run directory", "err", err)
-		}
-		return
-	}
-	for _, dir := range []string{d.RuncRoot(), d.Run} {
-		if err := os.Remove(dir); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return
-		}
-	}
 }
 
 // lockRoot makes sure one daemon at a time serves a root: two would recover,
