@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	policyv1beta1 "k8s.io/api/policy/v1beta1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -19,7 +20,6 @@ import (
 	kjson "k8s.io/apimachinery/pkg/runtime/serializer/json"
 	"k8s.io/apimachinery/pkg/runtime/serializer/protobuf"
 
-	"github.com/peapod-dev/peapod/internal/registry"
 	"github.com/peapod-dev/peapod/internal/store"
 )
 
@@ -39,6 +39,10 @@ func newScheme() *runtime.Scheme {
 		panic(err)
 	}
 	metav1.AddToGroupVersion(s, schema.GroupVersion{Version: "v1"})
+	// events.k8s.io/v1 Events, views of the stored core Events (groups.go).
+	if err := eventsv1.AddToScheme(s); err != nil {
+		panic(err)
+	}
 	// Evictions (pods/eviction) come as policy/v1 or v1beta1.
 	s.AddKnownTypes(policyv1.SchemeGroupVersion, &policyv1.Eviction{})
 	s.AddKnownTypes(policyv1beta1.SchemeGroupVersion, &policyv1beta1.Eviction{})
@@ -116,7 +120,7 @@ func (s *Server) readBody(r *http.Request) ([]byte, error) {
 // decodeObject decodes a request body into a new object of res, applying
 // the fieldValidation directive (Strict refuses unknown or duplicate fields,
 // Warn — the default — answers with warnings, Ignore drops them).
-func (s *Server) decodeObject(w http.ResponseWriter, r *http.Request, res *registry.Resource, data []byte) (store.Object, error) {
+func (s *Server) decodeObject(w http.ResponseWriter, r *http.Request, req *request, data []byte) (store.Object, error) {
 	validation, err := fieldValidation(r)
 	if err != nil {
 		return nil, err
@@ -125,14 +129,15 @@ func (s *Server) decodeObject(w http.ResponseWriter, r *http.Request, res *regis
 	if err != nil {
 		return nil, err
 	}
-	into := res.New()
-	obj, gvk, err := dec.Decode(data, &schema.GroupVersionKind{Version: "v1", Kind: res.Kind}, into)
+	res, gv := req.res, reqGV(req)
+	into := newObject(req)
+	obj, gvk, err := dec.Decode(data, &schema.GroupVersionKind{Group: gv.Group, Version: gv.Version, Kind: res.Kind}, into)
 	strictErr := err != nil && runtime.IsStrictDecodingError(err)
 	if err != nil && !strictErr {
-		return nil, apierrors.NewBadRequest(fmt.Sprintf("%s in version %q cannot be handled as a %s: %v", res.Kind, "v1", res.Kind, err))
+		return nil, apierrors.NewBadRequest(fmt.Sprintf("%s in version %q cannot be handled as a %s: %v", res.Kind, gv.Version, res.Kind, err))
 	}
-	if gvk.Group != "" || gvk.Version != "v1" {
-		return nil, apierrors.NewBadRequest(fmt.Sprintf("the API version in the data (%s) does not match the expected API version (v1)", gvk.GroupVersion().String()))
+	if gvk.GroupVersion() != gv {
+		return nil, apierrors.NewBadRequest(fmt.Sprintf("the API version in the data (%s) does not match the expected API version (%s)", gvk.GroupVersion().String(), gv.String()))
 	}
 	typed, ok := obj.(store.Object)
 	if !ok || gvk.Kind != res.Kind {
@@ -141,7 +146,7 @@ func (s *Server) decodeObject(w http.ResponseWriter, r *http.Request, res *regis
 	if strictErr {
 		switch validation {
 		case metav1.FieldValidationStrict:
-			return nil, apierrors.NewBadRequest(fmt.Sprintf("%s in version %q cannot be handled as a %s: %v", res.Kind, "v1", res.Kind, err))
+			return nil, apierrors.NewBadRequest(fmt.Sprintf("%s in version %q cannot be handled as a %s: %v", res.Kind, gv.Version, res.Kind, err))
 		case metav1.FieldValidationWarn:
 			if se, ok := runtime.AsStrictDecodingError(err); ok {
 				for _, e := range se.Errors() {

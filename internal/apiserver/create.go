@@ -17,16 +17,16 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, req *request) {
 		s.writeError(w, r, err)
 		return
 	}
-	obj, err := s.decodeObject(w, r, req.res, data)
+	obj, err := s.decodeObject(w, r, req, data)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	if obj, err = s.trackFields(r, req, req.res.New(), obj, o.FieldManager); err != nil {
+	if obj, err = s.trackFields(r, req, newObject(req), obj, o.FieldManager); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	created, err := s.reg.Create(r.Context(), req.res, req.namespace, obj, &o)
+	created, err := s.regCreate(r.Context(), req, req.namespace, obj, &o)
 	if err != nil {
 		s.writeError(w, r, err)
 		return

@@ -56,7 +56,7 @@ func (s *Server) delete(w http.ResponseWriter, r *http.Request, req *request) {
 		s.writeError(w, r, err)
 		return
 	}
-	obj, _, err := s.reg.Delete(r.Context(), req.res, req.namespace, req.name, o)
+	obj, _, err := s.regDelete(r.Context(), req, req.namespace, req.name, o)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -88,7 +88,7 @@ func (s *Server) deleteCollection(w http.ResponseWriter, r *http.Request, req *r
 		s.writeError(w, r, err)
 		return
 	}
-	list, err := s.reg.List(r.Context(), req.res, req.namespace, &lo)
+	list, err := s.regList(r.Context(), req, req.namespace, &lo)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -98,7 +98,7 @@ func (s *Server) deleteCollection(w http.ResponseWriter, r *http.Request, req *r
 	for _, it := range items {
 		m, _ := meta.Accessor(it)
 		opts := o.DeepCopy()
-		obj, _, err := s.reg.Delete(r.Context(), req.res, m.GetNamespace(), m.GetName(), opts)
+		obj, _, err := s.regDelete(r.Context(), req, m.GetNamespace(), m.GetName(), opts)
 		if apierrors.IsNotFound(err) {
 			continue
 		}

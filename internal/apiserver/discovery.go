@@ -72,16 +72,91 @@ func (s *Server) serveAPIVersions(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) serveAPIGroups(w http.ResponseWriter, r *http.Request) {
 	if wantsAggregated(r) {
-		writeJSON(w, http.StatusOK, aggregatedDiscovery, apidiscoveryv2.APIGroupDiscoveryList{
+		list := apidiscoveryv2.APIGroupDiscoveryList{
 			TypeMeta: metav1.TypeMeta{Kind: "APIGroupDiscoveryList", APIVersion: "apidiscovery.k8s.io/v2"},
 			Items:    []apidiscoveryv2.APIGroupDiscovery{},
-		})
+		}
+		for i := range apiGroups {
+			g := &apiGroups[i]
+			list.Items = append(list.Items, apidiscoveryv2.APIGroupDiscovery{
+				ObjectMeta: metav1.ObjectMeta{Name: g.gv.Group},
+				Versions: []apidiscoveryv2.APIVersionDiscovery{{
+					Version:   g.gv.Version,
+					Resources: s.groupDiscoveryResources(g),
+					Freshness: apidiscoveryv2.DiscoveryFreshnessCurrent,
+				}},
+			})
+		}
+		writeJSON(w, http.StatusOK, aggregatedDiscovery, list)
 		return
 	}
-	writeJSON(w, http.StatusOK, "application/json", metav1.APIGroupList{
+	list := metav1.APIGroupList{
 		TypeMeta: metav1.TypeMeta{Kind: "APIGroupList", APIVersion: "v1"},
 		Groups:   []metav1.APIGroup{},
-	})
+	}
+	for i := range apiGroups {
+		list.Groups = append(list.Groups, s.apiGroup(&apiGroups[i]))
+	}
+	writeJSON(w, http.StatusOK, "application/json", list)
+}
+
+// apiGroup is the group's APIGroup, with its one version preferred.
+func (s *Server) apiGroup(g *apiGroup) metav1.APIGroup {
+	v := metav1.GroupVersionForDiscovery{GroupVersion: g.gv.String(), Version: g.gv.Version}
+	return metav1.APIGroup{
+		Name: g.gv.Group, Versions: []metav1.GroupVersionForDiscovery{v}, PreferredVersion: v,
+		ServerAddressByClientCIDRs: []metav1.ServerAddressByClientCIDR{{
+			ClientCIDR: "0.0.0.0/0", ServerAddress: s.clientAddr(),
+		}},
+	}
+}
+
+// serveAPIGroup answers /apis/GROUP.
+func (s *Server) serveAPIGroup(w http.ResponseWriter, r *http.Request, g *apiGroup) {
+	ag := s.apiGroup(g)
+	ag.TypeMeta = metav1.TypeMeta{Kind: "APIGroup", APIVersion: "v1"}
+	writeJSON(w, http.StatusOK, "application/json", ag)
+}
+
+// serveGroupResourceList answers /apis/GROUP/VERSION.
+func (s *Server) serveGroupResourceList(w http.ResponseWriter, r *http.Request, g *apiGroup) {
+	list := metav1.APIResourceList{
+		TypeMeta:     metav1.TypeMeta{Kind: "APIResourceList", APIVersion: "v1"},
+		GroupVersion: g.gv.String(),
+		APIResources: []metav1.APIResource{},
+	}
+	for _, name := range g.resources {
+		if res, ok := s.reg.Resource(name); ok {
+			list.APIResources = append(list.APIResources, metav1.APIResource{
+				Name: res.Name, SingularName: res.SingularName, Namespaced: res.Namespaced,
+				Kind: res.Kind, Verbs: res.Verbs,
+			})
+		}
+	}
+	writeJSON(w, http.StatusOK, "application/json", list)
+}
+
+// groupDiscoveryResources are the group's resources for aggregated discovery.
+func (s *Server) groupDiscoveryResources(g *apiGroup) []apidiscoveryv2.APIResourceDiscovery {
+	out := []apidiscoveryv2.APIResourceDiscovery{}
+	for _, name := range g.resources {
+		res, ok := s.reg.Resource(name)
+		if !ok {
+			continue
+		}
+		scope := apidiscoveryv2.ScopeCluster
+		if res.Namespaced {
+			scope = apidiscoveryv2.ScopeNamespace
+		}
+		out = append(out, apidiscoveryv2.APIResourceDiscovery{
+			Resource:         res.Name,
+			ResponseKind:     &metav1.GroupVersionKind{Group: g.gv.Group, Version: g.gv.Version, Kind: res.Kind},
+			Scope:            scope,
+			SingularResource: res.SingularName,
+			Verbs:            res.Verbs,
+		})
+	}
+	return out
 }
 
 func (s *Server) serveResourceList(w http.ResponseWriter, r *http.Request) {

@@ -28,10 +28,10 @@ type fieldManagers struct {
 	m  map[string]*managedfields.FieldManager
 }
 
-func (f *fieldManagers) get(res *registry.Resource, subresource string) (*managedfields.FieldManager, error) {
+func (f *fieldManagers) get(gv schema.GroupVersion, res *registry.Resource, subresource string) (*managedfields.FieldManager, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	key := res.Name + "/" + subresource
+	key := gv.String() + "/" + res.Name + "/" + subresource
 	if fm, ok := f.m[key]; ok {
 		return fm, nil
 	}
@@ -39,7 +39,7 @@ func (f *fieldManagers) get(res *registry.Resource, subresource string) (*manage
 	if err != nil {
 		return nil, fmt.Errorf("field manager type converter: %w", err)
 	}
-	gvk := schema.GroupVersionKind{Version: "v1", Kind: res.Kind}
+	gvk := gv.WithKind(res.Kind)
 	fm, err := managedfields.NewDefaultFieldManager(tc, scheme, scheme, scheme, gvk, gvk.GroupVersion(), subresource, nil)
 	if err != nil {
 		return nil, fmt.Errorf("field manager for %s: %w", key, err)
@@ -54,7 +54,7 @@ func (f *fieldManagers) get(res *registry.Resource, subresource string) (*manage
 // trackFields records in obj's managedFields what manager changed going
 // from live (an empty object on create) to obj.
 func (s *Server) trackFields(r *http.Request, req *request, live, obj store.Object, manager string) (store.Object, error) {
-	fm, err := s.fields.get(req.res, req.subresource)
+	fm, err := s.fields.get(reqGV(req), req.res, req.subresource)
 	if err != nil {
 		return nil, err
 	}

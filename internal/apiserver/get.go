@@ -9,7 +9,7 @@ import (
 )
 
 func (s *Server) get(w http.ResponseWriter, r *http.Request, req *request) {
-	obj, err := s.reg.Get(r.Context(), req.res, req.namespace, req.name)
+	obj, err := s.regGet(r.Context(), req, req.namespace, req.name)
 	if err != nil {
 		s.writeError(w, r, err)
 		return

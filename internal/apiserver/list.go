@@ -15,7 +15,7 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request, req *request) {
 		s.writeError(w, r, err)
 		return
 	}
-	list, err := s.reg.List(r.Context(), req.res, req.namespace, &o)
+	list, err := s.regList(r.Context(), req, req.namespace, &o)
 	if err != nil {
 		s.writeError(w, r, err)
 		return

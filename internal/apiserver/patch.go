@@ -46,11 +46,11 @@ func (s *Server) patch(w http.ResponseWriter, r *http.Request, req *request) {
 		return
 	}
 	for attempt := 0; ; attempt++ {
-		cur, err := s.reg.Get(r.Context(), req.res, req.namespace, req.name)
+		cur, err := s.regGet(r.Context(), req, req.namespace, req.name)
 		// Server-side apply creates what does not exist yet.
 		creating := pt == types.ApplyPatchType && req.subresource == "" && apierrors.IsNotFound(err)
 		if creating {
-			cur, err = req.res.New(), nil
+			cur, err = newObject(req), nil
 		}
 		if err != nil {
 			s.writeError(w, r, err)
@@ -71,7 +71,7 @@ func (s *Server) patch(w http.ResponseWriter, r *http.Request, req *request) {
 			code = http.StatusOK
 		)
 		if creating {
-			out, err = s.reg.Create(r.Context(), req.res, req.namespace, obj, &metav1.CreateOptions{DryRun: o.DryRun, FieldManager: o.FieldManager})
+			out, err = s.regCreate(r.Context(), req, req.namespace, obj, &metav1.CreateOptions{DryRun: o.DryRun, FieldManager: o.FieldManager})
 			code = http.StatusCreated
 		} else {
 			out, err = s.write(r, req, obj, &metav1.UpdateOptions{DryRun: o.DryRun, FieldManager: o.FieldManager, FieldValidation: o.FieldValidation})
@@ -101,12 +101,12 @@ func (s *Server) patchObject(w http.ResponseWriter, r *http.Request, req *reques
 	if err != nil {
 		return nil, apierrors.NewInternalError(err)
 	}
-	patched, err := applyPatch(pt, curJSON, patch, req.res.New())
+	patched, err := applyPatch(pt, curJSON, patch, newObject(req))
 	if err != nil {
 		return nil, err
 	}
 	r.Header.Set("Content-Type", "application/json")
-	obj, err := s.decodeObject(w, r, req.res, patched)
+	obj, err := s.decodeObject(w, r, req, patched)
 	if err != nil {
 		return nil, err
 	}
@@ -121,7 +121,7 @@ func (s *Server) applyConfiguration(req *request, live store.Object, patch []byt
 	if err := yaml.Unmarshal(patch, &cfg.Object); err != nil {
 		return nil, apierrors.NewBadRequest(fmt.Sprintf("error decoding patch: %v", err))
 	}
-	fm, err := s.fields.get(req.res, req.subresource)
+	fm, err := s.fields.get(reqGV(req), req.res, req.subresource)
 	if err != nil {
 		return nil, err
 	}

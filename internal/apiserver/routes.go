@@ -12,7 +12,9 @@ import (
 
 // request is a parsed resource request: /api/v1[/namespaces/NS]/RESOURCE[/NAME[/SUBRESOURCE]].
 type request struct {
-	res         *registry.Resource
+	res *registry.Resource
+	// group is the named API group of /apis/GROUP/VERSION requests; nil for /api/v1.
+	group       *apiGroup
 	namespace   string
 	name        string
 	subresource string
@@ -53,6 +55,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	parts := strings.Split(path, "/")
+	if parts[0] == "apis" {
+		s.serveGroupPath(w, r, parts[1:])
+		return
+	}
 	if len(parts) < 3 || parts[0] != "api" || parts[1] != "v1" {
 		s.writeError(w, r, notFoundPath())
 		return
@@ -65,7 +71,36 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.serveResource(w, r, req)
 }
 
-// parse splits the path after /api/v1.
+// serveGroupPath serves /apis/GROUP, /apis/GROUP/VERSION and the
+// resources under it.
+func (s *Server) serveGroupPath(w http.ResponseWriter, r *http.Request, parts []string) {
+	g, ok := findGroup(parts[0], "")
+	if !ok {
+		s.writeError(w, r, notFoundPath())
+		return
+	}
+	if len(parts) == 1 {
+		s.serveAPIGroup(w, r, g)
+		return
+	}
+	if g.gv.Version != parts[1] {
+		s.writeError(w, r, notFoundPath())
+		return
+	}
+	if len(parts) == 2 {
+		s.serveGroupResourceList(w, r, g)
+		return
+	}
+	req, ok := s.parse(parts[2:])
+	if !ok || !contains(g.resources, req.res.Name) || req.subresource != "" {
+		s.writeError(w, r, notFoundPath())
+		return
+	}
+	req.group = g
+	s.serveResource(w, r, req)
+}
+
+// parse splits the path after /api/v1 or /apis/GROUP/VERSION.
 func (s *Server) parse(parts []string) (*request, bool) {
 	req := &request{}
 	if len(parts) >= 3 && parts[0] == "namespaces" {

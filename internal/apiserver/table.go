@@ -9,6 +9,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/duration"
@@ -107,6 +108,9 @@ func (s *Server) toTable(resource string, objs []store.Object, o tableOptions) (
 			columns, row = nodeColumns, nodeRow(v, now)
 		case *corev1.Event:
 			columns, row = eventColumns, eventRow(v, now)
+		case *eventsv1.Event:
+			// The events.k8s.io printer is core's, on the converted Event.
+			columns, row = eventColumns, eventRow(eventToCore(v), now)
 		case *corev1.ConfigMap:
 			columns, row = configMapColumns, metav1.TableRow{Cells: []any{v.Name, int64(len(v.Data) + len(v.BinaryData)), age(v.CreationTimestamp, now)}}
 		case *corev1.Secret:

@@ -19,12 +19,12 @@ func (s *Server) update(w http.ResponseWriter, r *http.Request, req *request) {
 		s.writeError(w, r, err)
 		return
 	}
-	obj, err := s.decodeObject(w, r, req.res, data)
+	obj, err := s.decodeObject(w, r, req, data)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	live, err := s.reg.Get(r.Context(), req.res, req.namespace, req.name)
+	live, err := s.regGet(r.Context(), req, req.namespace, req.name)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -50,5 +50,5 @@ func (s *Server) write(r *http.Request, req *request, obj store.Object, o *metav
 	case "ephemeralcontainers":
 		return s.reg.UpdateEphemeralContainers(r.Context(), req.res, req.namespace, req.name, obj, o)
 	}
-	return s.reg.Update(r.Context(), req.res, req.namespace, req.name, obj, o)
+	return s.regUpdate(r.Context(), req, req.namespace, req.name, obj, o)
 }

@@ -13,8 +13,17 @@ func (s *Server) warm() {
 		s.openapi.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", path, nil))
 	}
 	for _, res := range s.reg.Resources() {
-		if _, err := s.fields.get(res, ""); err != nil {
+		if _, err := s.fields.get(coreV1, res, ""); err != nil {
 			s.log.Warn("preparing field managers", "resource", res.Name, "err", err)
+		}
+	}
+	for _, g := range apiGroups {
+		for _, name := range g.resources {
+			if res, ok := s.reg.Resource(name); ok {
+				if _, err := s.fields.get(g.gv, res, ""); err != nil {
+					s.log.Warn("preparing field managers", "resource", g.gv.String()+"/"+name, "err", err)
+				}
+			}
 		}
 	}
 }

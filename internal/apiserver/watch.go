@@ -38,7 +38,7 @@ func (s *Server) watch(w http.ResponseWriter, r *http.Request, req *request) {
 			}
 		}()
 	}
-	wi, err := s.reg.Watch(ctx, req.res, req.namespace, &o)
+	wi, err := s.regWatch(ctx, req, req.namespace, &o)
 	expired := apierrors.IsResourceExpired(err) || apierrors.IsGone(err)
 	if err != nil && !expired {
 		s.writeError(w, r, err)

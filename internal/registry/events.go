@@ -160,3 +160,67 @@ func (r *Registry) ExpireEvents(ctx context.Context) error {
 	}
 	return nil
 }
+
+// Limits of kube-apiserver's events.k8s.io validation.
+const (
+	eventReportingInstanceLengthLimit = 128
+	eventActionLengthLimit            = 128
+	eventReasonLengthLimit            = 128
+	eventNoteLengthLimit              = 1024
+)
+
+// ValidateEventsV1Create is the stricter validation kube-apiserver applies
+// to Events created through events.k8s.io/v1 (ValidateEventCreate): the
+// new-style fields are required and the deprecated ones must be unset. ev
+// is the converted core Event; paths name the events.k8s.io fields.
+func ValidateEventsV1Create(ev *corev1.Event) field.ErrorList {
+	var errs field.ErrorList
+	if ev.EventTime.IsZero() {
+		errs = append(errs, field.Required(field.NewPath("eventTime"), ""))
+	}
+	if ev.ReportingController == "" {
+		errs = append(errs, field.Required(field.NewPath("reportingController"), ""))
+	}
+	if ev.ReportingInstance == "" {
+		errs = append(errs, field.Required(field.NewPath("reportingInstance"), ""))
+	} else if len(ev.ReportingInstance) > eventReportingInstanceLengthLimit {
+		errs = append(errs, field.Invalid(field.NewPath("reportingInstance"), "", fmt.Sprintf("can have at most %v characters", eventReportingInstanceLengthLimit)))
+	}
+	if ev.Action == "" {
+		errs = append(errs, field.Required(field.NewPath("action"), ""))
+	} else if len(ev.Action) > eventActionLengthLimit {
+		errs = append(errs, field.Invalid(field.NewPath("action"), "", fmt.Sprintf("can have at most %v characters", eventActionLengthLimit)))
+	}
+	if ev.Reason == "" {
+		errs = append(errs, field.Required(field.NewPath("reason"), ""))
+	} else if len(ev.Reason) > eventReasonLengthLimit {
+		errs = append(errs, field.Invalid(field.NewPath("reason"), "", fmt.Sprintf("can have at most %v characters", eventReasonLengthLimit)))
+	}
+	if len(ev.Message) > eventNoteLengthLimit {
+		errs = append(errs, field.Invalid(field.NewPath("note"), "", fmt.Sprintf("can have at most %v characters", eventNoteLengthLimit)))
+	}
+	if s := ev.Series; s != nil {
+		if s.Count < 2 {
+			errs = append(errs, field.Invalid(field.NewPath("series", "count"), "", "should be at least 2"))
+		}
+		if s.LastObservedTime.IsZero() {
+			errs = append(errs, field.Required(field.NewPath("series", "lastObservedTime"), ""))
+		}
+	}
+	if ev.Type != corev1.EventTypeNormal && ev.Type != corev1.EventTypeWarning {
+		errs = append(errs, field.Invalid(field.NewPath("type"), "", fmt.Sprintf("has invalid value: %v", ev.Type)))
+	}
+	if !ev.FirstTimestamp.IsZero() {
+		errs = append(errs, field.Invalid(field.NewPath("deprecatedFirstTimestamp"), "", "needs to be unset"))
+	}
+	if !ev.LastTimestamp.IsZero() {
+		errs = append(errs, field.Invalid(field.NewPath("deprecatedLastTimestamp"), "", "needs to be unset"))
+	}
+	if ev.Count != 0 {
+		errs = append(errs, field.Invalid(field.NewPath("deprecatedCount"), "", "needs to be unset"))
+	}
+	if ev.Source.Component != "" || ev.Source.Host != "" {
+		errs = append(errs, field.Invalid(field.NewPath("deprecatedSource"), "", "needs to be unset"))
+	}
+	return errs
+}
