@@ -15,6 +15,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 
 pkgs=(
+	k8s.io/api/coordination/v1
 	k8s.io/api/core/v1
 	k8s.io/api/events/v1
 	k8s.io/api/policy/v1

@@ -279,6 +279,7 @@ func TestDiscovery(t *testing.T) {
 		"pods|po|v1|true|Pod",
 		"secrets|v1|true|Secret",
 		"serviceaccounts|sa|v1|true|ServiceAccount",
+		"leases|coordination.k8s.io/v1|true|Lease",
 		"events|events.k8s.io/v1|true|Event",
 	}
 	if strings.Join(rows, "\n") != strings.Join(want, "\n") {

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strings"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	policyv1 "k8s.io/api/policy/v1"
@@ -39,6 +40,9 @@ func newScheme() *runtime.Scheme {
 		panic(err)
 	}
 	metav1.AddToGroupVersion(s, schema.GroupVersion{Version: "v1"})
+	if err := coordinationv1.AddToScheme(s); err != nil {
+		panic(err)
+	}
 	// events.k8s.io/v1 Events, views of the stored core Events (groups.go).
 	if err := eventsv1.AddToScheme(s); err != nil {
 		panic(err)

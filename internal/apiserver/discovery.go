@@ -165,6 +165,9 @@ func (s *Server) serveResourceList(w http.ResponseWriter, r *http.Request) {
 		GroupVersion: "v1",
 	}
 	for _, res := range s.reg.Resources() {
+		if res.Group != "" {
+			continue
+		}
 		list.APIResources = append(list.APIResources, metav1.APIResource{
 			Name: res.Name, SingularName: res.SingularName, Namespaced: res.Namespaced,
 			Kind: res.Kind, Verbs: res.Verbs, ShortNames: res.ShortNames,
@@ -183,6 +186,9 @@ func (s *Server) serveResourceList(w http.ResponseWriter, r *http.Request) {
 func (s *Server) discoveryResources() []apidiscoveryv2.APIResourceDiscovery {
 	var out []apidiscoveryv2.APIResourceDiscovery
 	for _, res := range s.reg.Resources() {
+		if res.Group != "" {
+			continue
+		}
 		scope := apidiscoveryv2.ScopeCluster
 		if res.Namespaced {
 			scope = apidiscoveryv2.ScopeNamespace

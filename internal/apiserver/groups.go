@@ -3,6 +3,7 @@ package apiserver
 import (
 	"context"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -19,19 +20,22 @@ import (
 // coreV1 is the legacy group version of /api/v1.
 var coreV1 = schema.GroupVersion{Version: "v1"}
 
-// apiGroup is a named API group served under /apis/GROUP/VERSION whose
-// resources are views of core/v1 resources, stored as core/v1 objects and
-// converted at the edge, as kube-apiserver stores events.k8s.io/v1 Events
-// as core Events.
+// apiGroup is a named API group served under /apis/GROUP/VERSION. Its
+// resources are the registry's resources of that group (leases) or views of
+// core/v1 ones, stored as core/v1 objects and converted at the edge, as
+// kube-apiserver stores events.k8s.io/v1 Events as core Events.
 type apiGroup struct {
 	gv schema.GroupVersion
-	// resources are the core/v1 resources the group serves a view of; they
-	// have no short names here (kube-apiserver gives events.k8s.io Events
-	// none, only core's "ev").
+	// resources are the registry resources the group serves; core/v1 ones
+	// are served without short names (kube-apiserver gives events.k8s.io
+	// Events none, only core's "ev").
 	resources []string
 }
 
 var apiGroups = []apiGroup{{
+	gv:        coordinationv1.SchemeGroupVersion,
+	resources: []string{"leases"},
+}, {
 	gv:        eventsv1.SchemeGroupVersion,
 	resources: []string{"events"},
 }}

@@ -63,7 +63,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, notFoundPath())
 		return
 	}
-	req, ok := s.parse(parts[2:])
+	req, ok := s.parse(parts[2:], nil)
 	if !ok {
 		s.writeError(w, r, notFoundPath())
 		return
@@ -91,18 +91,17 @@ func (s *Server) serveGroupPath(w http.ResponseWriter, r *http.Request, parts []
 		s.serveGroupResourceList(w, r, g)
 		return
 	}
-	req, ok := s.parse(parts[2:])
+	req, ok := s.parse(parts[2:], g)
 	if !ok || !contains(g.resources, req.res.Name) || req.subresource != "" {
 		s.writeError(w, r, notFoundPath())
 		return
 	}
-	req.group = g
 	s.serveResource(w, r, req)
 }
 
 // parse splits the path after /api/v1 or /apis/GROUP/VERSION.
-func (s *Server) parse(parts []string) (*request, bool) {
-	req := &request{}
+func (s *Server) parse(parts []string, group *apiGroup) (*request, bool) {
+	req := &request{group: group}
 	if len(parts) >= 3 && parts[0] == "namespaces" {
 		if res, ok := s.reg.Resource(parts[2]); ok && res.Namespaced {
 			req.namespace = parts[1]
@@ -110,7 +109,7 @@ func (s *Server) parse(parts []string) (*request, bool) {
 		}
 	}
 	res, ok := s.reg.Resource(parts[0])
-	if !ok || len(parts) > 3 {
+	if !ok || len(parts) > 3 || (res.Group != "" && group == nil) || (group != nil && res.Group != "" && res.Group != group.gv.Group) {
 		return nil, false
 	}
 	req.res = res

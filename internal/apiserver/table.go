@@ -8,11 +8,13 @@ import (
 	"strings"
 	"time"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/duration"
+	"k8s.io/utils/ptr"
 
 	"github.com/peapod-dev/peapod/internal/store"
 )
@@ -68,6 +70,11 @@ var (
 )
 
 var (
+	leaseColumns = []metav1.TableColumnDefinition{
+		nameColumn,
+		{Name: "Holder", Type: "string", Description: coordinationv1.LeaseSpec{}.SwaggerDoc()["holderIdentity"]},
+		ageColumn,
+	}
 	configMapColumns = []metav1.TableColumnDefinition{
 		nameColumn,
 		{Name: "Data", Type: "string", Description: corev1.ConfigMap{}.SwaggerDoc()["data"]},
@@ -108,6 +115,8 @@ func (s *Server) toTable(resource string, objs []store.Object, o tableOptions) (
 			columns, row = nodeColumns, nodeRow(v, now)
 		case *corev1.Event:
 			columns, row = eventColumns, eventRow(v, now)
+		case *coordinationv1.Lease:
+			columns, row = leaseColumns, metav1.TableRow{Cells: []any{v.Name, ptr.Deref(v.Spec.HolderIdentity, ""), age(v.CreationTimestamp, now)}}
 		case *eventsv1.Event:
 			// The events.k8s.io printer is core's, on the converted Event.
 			columns, row = eventColumns, eventRow(eventToCore(v), now)
@@ -151,6 +160,8 @@ func columnsFor(resource string) []metav1.TableColumnDefinition {
 		return eventColumns
 	case "configmaps":
 		return configMapColumns
+	case "leases":
+		return leaseColumns
 	case "secrets":
 		return secretColumns
 	case "serviceaccounts":

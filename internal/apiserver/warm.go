@@ -13,6 +13,9 @@ func (s *Server) warm() {
 		s.openapi.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", path, nil))
 	}
 	for _, res := range s.reg.Resources() {
+		if res.Group != "" {
+			continue
+		}
 		if _, err := s.fields.get(coreV1, res, ""); err != nil {
 			s.log.Warn("preparing field managers", "resource", res.Name, "err", err)
 		}

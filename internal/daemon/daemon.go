@@ -163,6 +163,11 @@ func Run(ctx context.Context, o Options) (retErr error) {
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	// The node's Lease in kube-node-lease, renewed every 10 s as the
+	// kubelet's node lease controller does (kubectl describe node shows it).
+	leaseDone := make(chan struct{})
+	go func() { defer close(leaseDone); reg.RunNodeLease(ctx) }()
+	defer func() { cancel(); <-leaseDone }()
 	criSocket := o.CRISocket
 	if criSocket == "" {
 		criSocket = o.Dirs.CRISocket()

@@ -129,10 +129,10 @@ func TestV3DiscoveryAndCaching(t *testing.T) {
 	if err := json.Unmarshal(rec.Body.Bytes(), &disc); err != nil {
 		t.Fatal(err)
 	}
-	if len(disc.Paths) != 2 {
-		t.Errorf("discovery lists %v, want api/v1 and apis/events.k8s.io/v1", disc.Paths)
+	if len(disc.Paths) != 3 {
+		t.Errorf("discovery lists %v, want api/v1, apis/coordination.k8s.io/v1 and apis/events.k8s.io/v1", disc.Paths)
 	}
-	for _, gv := range []string{"api/v1", "apis/events.k8s.io/v1"} {
+	for _, gv := range []string{"api/v1", "apis/coordination.k8s.io/v1", "apis/events.k8s.io/v1"} {
 		u := disc.Paths[gv].ServerRelativeURL
 		if !strings.HasPrefix(u, "/openapi/v3/"+gv+"?hash=") {
 			t.Fatalf("%s: serverRelativeURL %q", gv, u)
@@ -184,7 +184,7 @@ func TestClientGoFindsPodSchemaAndFieldValidation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(gvs) != 2 {
+	if len(gvs) != 3 {
 		t.Errorf("group versions %v", gvs)
 	}
 	for _, tc := range []struct {

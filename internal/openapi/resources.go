@@ -1,6 +1,7 @@
 package openapi
 
 import (
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	policyv1 "k8s.io/api/policy/v1"
@@ -62,12 +63,14 @@ type group struct {
 var (
 	coreV1   = corev1.SchemeGroupVersion
 	eventsV1 = eventsv1.SchemeGroupVersion
+
+	coordinationV1 = coordinationv1.SchemeGroupVersion
 )
 
 // groups returns the group versions peapod serves, with the resources and
 // subresources of kube-apiserver for them (pkg/registry/core/... in
 // kubernetes): core/v1 namespaces, pods, events, nodes, configmaps, secrets,
-// serviceaccounts, and events.k8s.io/v1 events.
+// serviceaccounts, coordination.k8s.io/v1 leases and events.k8s.io/v1 events.
 func groups() []group {
 	connectMethods := []string{"GET", "POST"}
 	return []group{{
@@ -111,6 +114,13 @@ func groups() []group {
 				namespaced: true, verbs: allVerbs},
 			{path: "serviceaccounts", kind: coreV1.WithKind("ServiceAccount"), object: &corev1.ServiceAccount{}, list: &corev1.ServiceAccountList{},
 				namespaced: true, verbs: allVerbs, deleteReturnsObject: true},
+		},
+	}, {
+		gv:     coordinationV1,
+		prefix: "/apis/coordination.k8s.io/v1",
+		storage: []storage{
+			{path: "leases", kind: coordinationV1.WithKind("Lease"), object: &coordinationv1.Lease{}, list: &coordinationv1.LeaseList{},
+				namespaced: true, verbs: allVerbs},
 		},
 	}, {
 		gv:     eventsV1,

@@ -106,7 +106,7 @@ func (r *Registry) admitCreate(ctx context.Context, res *Resource, obj store.Obj
 	sa := pod.Spec.ServiceAccountName
 	if _, err := r.store.Get(ctx, "serviceaccounts", pod.Namespace, sa); err != nil {
 		if errors.Is(err, store.ErrNotFound) {
-			return apierrors.NewForbidden(schema.GroupResource{Resource: res.Name}, pod.Name,
+			return apierrors.NewForbidden(schema.GroupResource{Group: res.Group, Resource: res.Name}, pod.Name,
 				fmt.Errorf("error looking up service account %s/%s: serviceaccount %q not found", pod.Namespace, sa, sa))
 		}
 		return toAPIError(err, res, pod.Name)
@@ -340,7 +340,7 @@ func checkDeletePreconditions(res *Resource, cur store.Object, p *metav1.Precond
 	if p == nil {
 		return nil
 	}
-	gr := schema.GroupResource{Resource: res.Name}
+	gr := schema.GroupResource{Group: res.Group, Resource: res.Name}
 	if p.UID != nil && *p.UID != cur.GetUID() {
 		return apierrors.NewConflict(gr, cur.GetName(), fmt.Errorf("the UID in the precondition (%s) does not match the UID in record (%s). The object might have been deleted and then recreated", *p.UID, cur.GetUID()))
 	}

@@ -95,7 +95,7 @@ func (r *Registry) checkNamespaceForCreate(ctx context.Context, res *Resource, n
 		return toAPIError(err, r.resources["namespaces"], ns)
 	}
 	if obj.(*corev1.Namespace).Status.Phase == corev1.NamespaceTerminating {
-		return apierrors.NewForbidden(schema.GroupResource{Resource: res.Name}, name,
+		return apierrors.NewForbidden(schema.GroupResource{Group: res.Group, Resource: res.Name}, name,
 			fmt.Errorf("unable to create new content in namespace %s because it is being terminated", ns))
 	}
 	return nil
@@ -106,7 +106,7 @@ func (r *Registry) checkNamespaceForCreate(ctx context.Context, res *Resource, n
 // goes once its last pod is gone.
 func (r *Registry) deleteNamespace(ctx context.Context, res *Resource, name string, o *metav1.DeleteOptions) (store.Object, bool, error) {
 	if immortalNamespaces[name] {
-		return nil, false, apierrors.NewForbidden(schema.GroupResource{Resource: res.Name}, name, errors.New("this namespace may not be deleted"))
+		return nil, false, apierrors.NewForbidden(schema.GroupResource{Group: res.Group, Resource: res.Name}, name, errors.New("this namespace may not be deleted"))
 	}
 	cur, err := r.Get(ctx, res, "", name)
 	if err != nil {

@@ -103,7 +103,7 @@ func toAPIError(err error, res *Resource, name string) error {
 	if errors.As(err, &status) {
 		return status
 	}
-	gr := schema.GroupResource{Resource: res.Name}
+	gr := schema.GroupResource{Group: res.Group, Resource: res.Name}
 	msg := err.Error()
 	var se *store.Error
 	if errors.As(err, &se) {
@@ -127,7 +127,7 @@ func toAPIError(err error, res *Resource, name string) error {
 func isAlreadyExists(err error) bool { return apierrors.IsAlreadyExists(err) }
 
 func invalid(res *Resource, name string, errs field.ErrorList) error {
-	return apierrors.NewInvalid(schema.GroupKind{Kind: res.Kind}, name, errs)
+	return apierrors.NewInvalid(schema.GroupKind{Group: res.Group, Kind: res.Kind}, name, errs)
 }
 
 // copyObject deep-copies a store object.

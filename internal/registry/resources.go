@@ -3,6 +3,7 @@ package registry
 import (
 	"context"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -14,7 +15,9 @@ import (
 // Resource describes one served resource: its names for discovery, its Go
 // types, and the strategy that gives it the API server's semantics.
 type Resource struct {
-	Name         string // plural: "pods"
+	Name string // plural: "pods"
+	// Group is the API group; "" for core/v1.
+	Group        string
 	SingularName string
 	Kind         string
 	ShortNames   []string
@@ -109,6 +112,13 @@ func resourceTable() []*Resource {
 			New:      func() store.Object { return &corev1.ServiceAccount{} },
 			NewList:  func() runtime.Object { return &corev1.ServiceAccountList{} },
 			strategy: serviceAccountStrategy{},
+		},
+		{
+			Name: "leases", Group: CoordinationGroup, SingularName: "lease", Kind: "Lease", Namespaced: true,
+			Verbs:    objectVerbs,
+			New:      func() store.Object { return &coordinationv1.Lease{} },
+			NewList:  func() runtime.Object { return &coordinationv1.LeaseList{} },
+			strategy: leaseStrategy{},
 		},
 		{
 			Name: "nodes", SingularName: "node", Kind: "Node", ShortNames: []string{"no"},
