@@ -9,6 +9,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
+	"time"
 
 	"golang.org/x/sys/unix"
 	"k8s.io/utils/clock"
@@ -172,49 +174,49 @@ func Run(ctx context.Context, o Options) (retErr error) {
 	if criSocket == "" {
 		criSocket = o.Dirs.CRISocket()
 	}
+	// The CRI server and the pod manager run until ctx ends; the first of
+	// them to fail ends the other and the API server too.
+	var wg sync.WaitGroup
+	errs := make(chan error, 2)
+	run := func(name string, f func() error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(); err != nil && !errors.Is(err, context.Canceled) {
+				errs <- fmt.Errorf("%s: %w", name, err)
+				cancel()
+			}
+		}()
+	}
+	stopped := func(err error) error {
+		cancel()
+		wg.Wait()
+		close(errs)
+		for e := range errs {
+			err = errors.Join(err, e)
+		}
+		return err
+	}
 	criReady := make(chan struct{})
-	criDone := make(chan error, 1)
-	go func() {
-		criDone <- criserver.Serve(ctx, criSocket, rt, imageServer, func() { close(criReady) })
-	}()
+	run("CRI server", func() error {
+		return criserver.Serve(ctx, criSocket, rt, imageServer, func() { close(criReady) })
+	})
 	select {
 	case <-criReady:
-	case err := <-criDone:
-		return fmt.Errorf("serve CRI: %w", err)
+	case <-ctx.Done():
+		return stopped(nil)
 	}
-	pmDone := make(chan error, 1)
-	go func() { pmDone <- pm.Run(ctx) }()
+	run("pod manager", func() error { return pm.Run(ctx) })
 	if err := api.Start(ctx); err != nil {
-		cancel()
-		<-pmDone
-		<-criDone
-		return fmt.Errorf("start API server: %w", err)
+		return stopped(fmt.Errorf("start API server: %w", err))
 	}
 	log.Info("peapod is ready", "api", api.Addr(), "kubeconfig", o.Dirs.Kubeconfig(), "cri", criSocket, "node", o.NodeName, "root", o.Dirs.Root)
 
-	select {
-	case <-ctx.Done():
-	case err := <-pmDone:
-		if err != nil {
-			retErr = fmt.Errorf("pod manager: %w", err)
-		}
-		cancel()
-	case err := <-criDone:
-		retErr = fmt.Errorf("CRI server: %w", err)
-		cancel()
-		criDone <- nil
-	}
+	<-ctx.Done()
 	log.Info("shutting down; containers keep running")
-	shutdownCtx, done := context.WithTimeout(context.WithoutCancel(ctx), 10e9)
+	shutdownCtx, done := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer done()
-	retErr = errors.Join(retErr, api.Shutdown(shutdownCtx))
-	if err := <-pmDone; err != nil && !errors.Is(err, context.Canceled) && retErr == nil {
-		retErr = fmt.Errorf("pod manager: %w", err)
-	}
-	if err := <-criDone; err != nil && retErr == nil {
-		retErr = fmt.Errorf("CRI server: %w", err)
-	}
-	return retErr
+	return stopped(api.Shutdown(shutdownCtx))
 }
 
 // lockRoot makes sure one daemon at a time serves a root: two would recover,
