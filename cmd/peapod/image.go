@@ -28,13 +28,9 @@ func newImageCommand(g *globalFlags) *cobra.Command {
 			Short: "Make a single-layer image NAME from a root filesystem tarball (like docker import)",
 			Args:  cobra.ExactArgs(2),
 			RunE: func(cmd *cobra.Command, args []string) error {
-				store, err := g.imageStore()
+				store, f, err := g.storeAndArchive(args[0])
 				if err != nil {
 					return err
-				}
-				f, err := os.Open(args[0])
-				if err != nil {
-					return fmt.Errorf("open root filesystem tarball: %w", err)
 				}
 				defer f.Close()
 				img, err := store.Import(cmd.Context(), f, args[1])
@@ -50,13 +46,9 @@ func newImageCommand(g *globalFlags) *cobra.Command {
 			Short: "Load images from a docker-archive or OCI-layout tarball (docker save, podman save, skopeo copy)",
 			Args:  cobra.ExactArgs(1),
 			RunE: func(cmd *cobra.Command, args []string) error {
-				store, err := g.imageStore()
+				store, f, err := g.storeAndArchive(args[0])
 				if err != nil {
 					return err
-				}
-				f, err := os.Open(args[0])
-				if err != nil {
-					return fmt.Errorf("open image archive: %w", err)
 				}
 				defer f.Close()
 				imgs, err := store.Load(cmd.Context(), f)
@@ -200,6 +192,19 @@ func (g *globalFlags) imageStore() (*image.Store, error) {
 		return nil, err
 	}
 	return image.Open(d.Images(), registries(d))
+}
+
+// storeAndArchive opens the image store and the tarball to bring into it.
+func (g *globalFlags) storeAndArchive(path string) (*image.Store, *os.File, error) {
+	store, err := g.imageStore()
+	if err != nil {
+		return nil, nil, err
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	return store, f, nil
 }
 
 // registries is the registry configuration shared by the daemon and the CLI.
