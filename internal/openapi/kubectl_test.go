@@ -103,6 +103,9 @@ current-context: test
 func needKubectl(t *testing.T) {
 	t.Helper()
 	if _, err := exec.LookPath("kubectl"); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("kubectl is not in PATH (CI=true, refusing to skip)")
+		}
 		t.Skip("kubectl is not in PATH")
 	}
 }

@@ -113,6 +113,9 @@ func startRealManager(t *testing.T, ctx context.Context) (*Manager, *fakeStore, 
 	runc := testimage.RequireBinary(t, "runc", "runc")
 	for _, p := range []string{"bridge", "host-local", "loopback", "portmap"} {
 		if _, err := os.Stat(filepath.Join("/usr/lib/cni", p)); err != nil {
+			if os.Getenv("CI") == "true" {
+				t.Fatalf("CNI plugin %s missing (apt-get install containernetworking-plugins)", p)
+			}
 			t.Skipf("CNI plugin %s missing (apt-get install containernetworking-plugins)", p)
 		}
 	}
