@@ -76,18 +76,7 @@ func (m *Manager) setUpVolume(ctx context.Context, pod *corev1.Pod, v *corev1.Vo
 	switch {
 	case v.EmptyDir != nil:
 		dir := m.volumeDir(pod, "empty-dir", v.Name)
-		if err := os.MkdirAll(dir, 0o750); err != nil {
-			return podVolume{}, err
-		}
-		if v.EmptyDir.Medium == corev1.StorageMediumMemory {
-			size := int64(0)
-			if v.EmptyDir.SizeLimit != nil {
-				size = v.EmptyDir.SizeLimit.Value()
-			}
-			if err := mountTmpfs(dir, size, 0o777); err != nil {
-				return podVolume{}, err
-			}
-		} else if err := os.Chmod(dir, 0o777); err != nil {
+		if err := m.setUpEmptyDir(ctx, pod, v, dir); err != nil {
 			return podVolume{}, err
 		}
 		return podVolume{hostPath: dir}, nil
@@ -103,21 +92,21 @@ func (m *Manager) setUpVolume(ctx context.Context, pod *corev1.Pod, v *corev1.Vo
 		if err != nil {
 			return podVolume{}, err
 		}
-		return m.projectVolume(pod, "configmap", v.Name, payload, false)
+		return m.projectVolume(ctx, pod, "configmap", v.Name, payload, false)
 
 	case v.Secret != nil:
 		payload, err := m.secretPayload(ctx, pod.Namespace, v.Secret.SecretName, v.Secret.Items, v.Secret.DefaultMode, v.Secret.Optional)
 		if err != nil {
 			return podVolume{}, err
 		}
-		return m.projectVolume(pod, "secret", v.Name, payload, true)
+		return m.projectVolume(ctx, pod, "secret", v.Name, payload, true)
 
 	case v.DownwardAPI != nil:
 		payload, err := m.downwardAPIPayload(pod, v.DownwardAPI.Items, v.DownwardAPI.DefaultMode, podIPs)
 		if err != nil {
 			return podVolume{}, err
 		}
-		return m.projectVolume(pod, "downward-api", v.Name, payload, false)
+		return m.projectVolume(ctx, pod, "downward-api", v.Name, payload, false)
 
 	case v.Projected != nil:
 		payload := map[string]fileProjection{}
@@ -141,9 +130,48 @@ func (m *Manager) setUpVolume(ctx context.Context, pod *corev1.Pod, v *corev1.Vo
 				payload[k] = p
 			}
 		}
-		return m.projectVolume(pod, "projected", v.Name, payload, true)
+		return m.projectVolume(ctx, pod, "projected", v.Name, payload, true)
 	}
 	return podVolume{}, fmt.Errorf("volume %q: %w", v.Name, ErrVolumeNotSupported)
+}
+
+// setUpEmptyDir is the emptyDir plugin's SetUpAt: a directory of mode 0777,
+// on a tmpfs of the size limit for medium Memory, owned by the pod's fsGroup.
+// As in the kubelet, a ready file records that it was set up, so that the
+// ownership walk runs once and later modes chosen by the pod are kept.
+func (m *Manager) setUpEmptyDir(ctx context.Context, pod *corev1.Pod, v *corev1.Volume, dir string) error {
+	memory := v.EmptyDir.Medium == corev1.StorageMediumMemory
+	ready := filepath.Join(m.podDir(pod), "plugins", "kubernetes.io~empty-dir", v.Name, "ready")
+	if _, err := os.Stat(ready); err == nil {
+		mounted, err := mountinfo.Mounted(dir)
+		if err != nil {
+			return err
+		}
+		if mounted || !memory {
+			return nil
+		}
+	}
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return err
+	}
+	if memory {
+		size := int64(0)
+		if v.EmptyDir.SizeLimit != nil {
+			size = v.EmptyDir.SizeLimit.Value()
+		}
+		if err := mountTmpfs(dir, size, 0o777); err != nil {
+			return err
+		}
+	} else if err := os.Chmod(dir, 0o777); err != nil {
+		return err
+	}
+	if err := setVolumeOwnership(ctx, dir, podFSGroup(pod), nil, false); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(ready), 0o750); err != nil {
+		return err
+	}
+	return os.WriteFile(ready, nil, 0o600)
 }
 
 // checkHostPathType applies a hostPath volume's type check, creating what
@@ -329,8 +357,8 @@ func (m *Manager) downwardAPIPayload(pod *corev1.Pod, items []corev1.DownwardAPI
 }
 
 // projectVolume writes an API data volume, on tmpfs for secrets and projected
-// volumes (which may hold secrets).
-func (m *Manager) projectVolume(pod *corev1.Pod, plugin, name string, payload map[string]fileProjection, memory bool) (podVolume, error) {
+// volumes (which may hold secrets), owned by the pod's fsGroup.
+func (m *Manager) projectVolume(ctx context.Context, pod *corev1.Pod, plugin, name string, payload map[string]fileProjection, memory bool) (podVolume, error) {
 	dir := m.volumeDir(pod, plugin, name)
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return podVolume{}, err
@@ -340,7 +368,7 @@ func (m *Manager) projectVolume(pod *corev1.Pod, plugin, name string, payload ma
 			return podVolume{}, err
 		}
 	}
-	if err := writeAtomic(dir, payload); err != nil {
+	if err := writeAtomic(ctx, dir, payload, podFSGroup(pod)); err != nil {
 		return podVolume{}, fmt.Errorf("write volume %s: %w", name, err)
 	}
 	return podVolume{hostPath: dir, readOnly: true}, nil
@@ -370,13 +398,15 @@ const dataDirName = "..data"
 // writeAtomic is the kubelet's AtomicWriter: the files live in a timestamped
 // directory that "..data" links to; each top-level name links into "..data".
 // A new payload replaces the link atomically, so readers never see a mix.
-func writeAtomic(dir string, payload map[string]fileProjection) error {
+// With an fsGroup the whole volume is given to that group (read-only masks)
+// before the switch, as the kubelet's setPerms hook does.
+func writeAtomic(ctx context.Context, dir string, payload map[string]fileProjection, fsGroup *int64) error {
 	for p := range payload {
 		if err := validatePath(p); err != nil {
 			return err
 		}
 	}
-	if same, err := payloadUnchanged(dir, payload); err != nil {
+	if same, err := payloadUnchanged(dir, payload, fsGroup != nil); err != nil {
 		return err
 	} else if same {
 		return nil
@@ -400,6 +430,9 @@ func writeAtomic(dir string, payload map[string]fileProjection) error {
 		if err := os.Chmod(full, os.FileMode(f.mode)&os.ModePerm); err != nil {
 			return err
 		}
+	}
+	if err := setVolumeOwnership(ctx, dir, fsGroup, nil, true); err != nil {
+		return err
 	}
 	tmpLink := filepath.Join(dir, "..data_tmp")
 	os.Remove(tmpLink)
@@ -439,7 +472,9 @@ func writeAtomic(dir string, payload map[string]fileProjection) error {
 	return nil
 }
 
-func payloadUnchanged(dir string, payload map[string]fileProjection) (bool, error) {
+// payloadUnchanged: the volume holds exactly the payload, with the modes it
+// asks for (plus group read when an fsGroup owns the volume).
+func payloadUnchanged(dir string, payload map[string]fileProjection, fsGroup bool) (bool, error) {
 	data := filepath.Join(dir, dataDirName)
 	if _, err := os.Lstat(data); os.IsNotExist(err) {
 		return false, nil
@@ -462,7 +497,11 @@ func payloadUnchanged(dir string, payload map[string]fileProjection) (bool, erro
 			return false, nil
 		}
 		fi, err := os.Stat(full)
-		if err != nil || !bytes.Equal(b, f.data) || fi.Mode().Perm() != os.FileMode(f.mode)&os.ModePerm {
+		want := os.FileMode(f.mode) & os.ModePerm
+		if fsGroup {
+			want |= fsGroupROMask
+		}
+		if err != nil || !bytes.Equal(b, f.data) || fi.Mode().Perm() != want {
 			return false, nil
 		}
 	}
