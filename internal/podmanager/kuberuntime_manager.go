@@ -316,6 +316,9 @@ func (m *Manager) syncPod(ctx context.Context, pod *corev1.Pod) (time.Duration, 
 	if exceeded, _ := m.pastActiveDeadline(pod); exceeded {
 		return 0, m.failPastDeadline(ctx, pod, podStatus)
 	}
+	if msg, ok := m.evictions.get(pod.UID); ok {
+		return 0, m.evictPod(ctx, pod, podStatus, msg)
+	}
 	m.probes.addPod(pod)
 	changes := m.computePodActions(pod, podStatus)
 	plog.FromContext(ctx).Debug("computed pod actions", "createSandbox", changes.CreateSandbox, "killPod", changes.KillPod,

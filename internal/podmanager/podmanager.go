@@ -98,6 +98,9 @@ type Config struct {
 	MemoryCapacity int64
 	// RelistPeriod is the runtime relist period (PLEG); default 1 s.
 	RelistPeriod time.Duration
+	// EvictionPeriod is how often local storage is measured against emptyDir
+	// sizeLimits and ephemeral-storage limits (the kubelet's housekeeping); default 10 s.
+	EvictionPeriod time.Duration
 	// Clock drives back-off, grace periods and timestamps; default the real clock.
 	Clock clock.Clock
 	// Logger; default slog.Default().
@@ -146,6 +149,8 @@ type Manager struct {
 	wg         sync.WaitGroup
 
 	pleg *pleg
+
+	evictions evictions // decided by the eviction check, carried out by the workers
 }
 
 // podRecord is the manager's view of one pod.
@@ -175,6 +180,9 @@ func New(cfg Config) *Manager {
 	}
 	if cfg.RelistPeriod == 0 {
 		cfg.RelistPeriod = time.Second
+	}
+	if cfg.EvictionPeriod == 0 {
+		cfg.EvictionPeriod = defaultEvictionPeriod
 	}
 	if cfg.ResolvConf == "" {
 		cfg.ResolvConf = "/etc/resolv.conf"
@@ -220,7 +228,7 @@ func (m *Manager) Run(ctx context.Context) error {
 	m.mu.Unlock()
 	var runErr error
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(3)
 	go func() {
 		defer wg.Done()
 		runErr = m.watchLoop(ctx)
@@ -228,6 +236,10 @@ func (m *Manager) Run(ctx context.Context) error {
 	go func() {
 		defer wg.Done()
 		m.relistLoop(ctx)
+	}()
+	go func() {
+		defer wg.Done()
+		m.evictionLoop(ctx)
 	}()
 	wg.Wait()
 	m.wg.Wait()
