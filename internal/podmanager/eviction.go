@@ -136,8 +136,15 @@ func (m *Manager) activePods() []*corev1.Pod {
 
 // evictPod carries out a pending eviction in the pod's worker: its containers
 // are killed with a zero grace period (raised to the minimum by killContainer),
-// and it stays as Failed with reason Evicted and the message.
+// and it stays as Failed with reason Evicted and the message. As the kubelet's
+// syncTerminatingPod, the status is written before the kill (kubectl shows the
+// pod as Evicted while its containers stop) and again with them terminated.
 func (m *Manager) evictPod(ctx context.Context, pod *corev1.Pod, podStatus *runtimePodStatus, msg string) error {
+	s := m.generateAPIPodStatus(pod, podStatus, false)
+	s.Phase, s.Reason, s.Message = corev1.PodFailed, evictionReason, msg
+	if err := m.status.setPodStatus(ctx, pod, s); err != nil {
+		return err
+	}
 	if err := m.killPod(ctx, pod, podStatus, 0); err != nil {
 		return err
 	}
@@ -145,7 +152,7 @@ func (m *Manager) evictPod(ctx context.Context, pod *corev1.Pod, podStatus *runt
 	if err != nil {
 		return err
 	}
-	s := m.generateAPIPodStatus(pod, st, true)
+	s = m.generateAPIPodStatus(pod, st, true)
 	s.Phase, s.Reason, s.Message = corev1.PodFailed, evictionReason, msg
 	if err := m.status.setPodStatus(ctx, pod, s); err != nil {
 		return err
