@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds peapod, peapod-pause and peapod-monitor into ./bin.
+# Builds peapod, peapod-pause, peapod-monitor, peapod-enter and peapod-kubectl into ./bin.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=$PATH:/usr/local/go/bin

@@ -40,5 +40,6 @@ func newServeCommand(g *globalFlags) *cobra.Command {
 	f.StringVar(&o.Runc, "runc", "runc", "OCI runtime binary")
 	f.StringVar(&o.PauseBinary, "pause-binary", "peapod-pause", "infra process binary (a bare name is looked up beside peapod)")
 	f.StringVar(&o.MonitorBinary, "monitor-binary", "peapod-monitor", "container monitor binary (a bare name is looked up beside peapod)")
+	f.StringVar(&o.EnterBinary, "enter-binary", "peapod-enter", "lean exec helper for ExecSync and exec probes (a bare name is looked up beside peapod)")
 	return c
 }

@@ -2,7 +2,10 @@ package criruntime_test
 
 import (
 	"context"
+	"fmt"
+	"io"
 	"sort"
+	"syscall"
 	"testing"
 	"time"
 
@@ -52,4 +55,61 @@ func BenchmarkPodLifecycle(b *testing.B) {
 	b.ReportMetric(median(start), "ms/StartContainer")
 	b.ReportMetric(median(stop), "ms/StopPodSandbox")
 	b.ReportMetric(median(remove), "ms/RemovePodSandbox")
+}
+
+// BenchmarkExecSync reports the CPU (this process and the processes it
+// reaps) and wall time of one ExecSync of `true`, through peapod-enter and
+// through runc exec, in a container without and with the RuntimeDefault
+// seccomp profile (issue 5's lean exec path).
+func BenchmarkExecSync(b *testing.B) {
+	e := newEnv(b)
+	ctx := context.Background()
+	sbc := e.sandboxConfig("execbench", runtimeapi.NamespaceMode_POD)
+	sb := e.runSandbox(sbc)
+	plain := e.runContainer(sb, sbc, containerConfig("plain", runtimeapi.NamespaceMode_POD, "sleep", "1000"))
+	cc := containerConfig("seccomp", runtimeapi.NamespaceMode_POD, "sleep", "1000")
+	cc.Linux.SecurityContext.Seccomp = &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_RuntimeDefault}
+	confined := e.runContainer(sb, sbc, cc)
+	cmd := []string{"true"}
+	for _, c := range []struct{ name, id string }{{"plain", plain}, {"seccomp", confined}} {
+		b.Run(c.name+"/lean", func(b *testing.B) {
+			measureExec(b, func() error {
+				_, stderr, code, err := e.svc.ExecLean(ctx, c.id, cmd)
+				if err == nil && code != 0 {
+					err = fmt.Errorf("exit %d: %s", code, stderr)
+				}
+				return err
+			})
+		})
+		b.Run(c.name+"/runc", func(b *testing.B) {
+			measureExec(b, func() error {
+				code, err := e.svc.ExecRunc(ctx, c.id, cmd, io.Discard, io.Discard)
+				if err == nil && code != 0 {
+					err = fmt.Errorf("exit %d", code)
+				}
+				return err
+			})
+		})
+	}
+}
+
+func measureExec(b *testing.B, run func() error) {
+	cpu := func(who int) time.Duration {
+		var ru syscall.Rusage
+		syscall.Getrusage(who, &ru)
+		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
+	s0, c0 := cpu(syscall.RUSAGE_SELF), cpu(syscall.RUSAGE_CHILDREN)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if err := run(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	per := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 / float64(b.N) }
+	self, children := per(cpu(syscall.RUSAGE_SELF)-s0), per(cpu(syscall.RUSAGE_CHILDREN)-c0)
+	b.ReportMetric(self+children, "ms-CPU/op")
+	b.ReportMetric(self, "ms-CPU-runtime/op")
+	b.ReportMetric(children, "ms-CPU-children/op")
 }

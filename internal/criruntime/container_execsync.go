@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"time"
@@ -13,6 +14,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/peapod-dev/peapod/internal/enter"
 	"github.com/peapod-dev/peapod/internal/oci"
 )
 
@@ -44,10 +46,6 @@ func (s *Service) execSync(ctx context.Context, req *runtimeapi.ExecSyncRequest)
 		return nil, &StateError{Op: "exec in container", ID: id, State: rec.State.String()}
 	}
 	ctx = s.logWith(ctx, "containerid", id)
-	p, err := s.execProcess(id, req.GetCmd())
-	if err != nil {
-		return nil, err
-	}
 	if t := req.GetTimeout(); t > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, time.Duration(t)*time.Second)
@@ -55,7 +53,15 @@ func (s *Service) execSync(ctx context.Context, req *runtimeapi.ExecSyncRequest)
 	}
 	stdout := &cappedBuffer{max: maxExecSyncOutput}
 	stderr := &cappedBuffer{max: maxExecSyncOutput}
-	code, err := s.cfg.Runc.Exec(ctx, id, p, oci.ExecOpts{Stdout: stdout, Stderr: stderr})
+	code, err := s.execLean(ctx, rec, req.GetCmd(), stdout, stderr)
+	if errors.Is(err, enter.ErrUnsupported) {
+		s.log.DebugContext(ctx, "exec through runc", "reason", err)
+		var p *specs.Process
+		if p, err = s.execProcess(id, req.GetCmd()); err != nil {
+			return nil, err
+		}
+		code, err = s.cfg.Runc.Exec(ctx, id, p, oci.ExecOpts{Stdout: stdout, Stderr: stderr})
+	}
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) {
 			return nil, fmt.Errorf("command %q timed out after %ds: %w", req.GetCmd(), req.GetTimeout(), context.DeadlineExceeded)
@@ -65,9 +71,46 @@ func (s *Service) execSync(ctx context.Context, req *runtimeapi.ExecSyncRequest)
 	return &runtimeapi.ExecSyncResponse{Stdout: stdout.Bytes(), Stderr: stderr.Bytes(), ExitCode: int32(code)}, nil
 }
 
-// execProcess is the container's process (user, env, cwd, capabilities)
-// running args instead, without a terminal.
-func (s *Service) execProcess(id string, args []string) (*specs.Process, error) {
+// execLean runs args in the container through peapod-enter; it fails with
+// enter.ErrUnsupported, before running anything, when runc must do it.
+func (s *Service) execLean(ctx context.Context, rec containerRecord, args []string, stdout, stderr io.Writer) (int, error) {
+	if s.cfg.EnterBinary == "" {
+		return -1, fmt.Errorf("no peapod-enter configured: %w", enter.ErrUnsupported)
+	}
+	b, err := s.execBundle(rec.ID)
+	if err != nil {
+		return -1, err
+	}
+	if b.spec.Linux != nil && b.spec.Linux.Seccomp != nil {
+		return -1, fmt.Errorf("seccomp: %w", enter.ErrUnsupported)
+	}
+	return enter.Run(ctx, enter.Request{
+		Binary: s.cfg.EnterBinary, ID: rec.ID, Pid: rec.Pid, CgroupsPath: rec.CgroupPath,
+		Spec: b.spec, Args: args, Stdout: stdout, Stderr: stderr,
+	})
+}
+
+// execBundle is what every exec in a container starts from: its bundle,
+// which never changes once created, read once (a probe execs every period).
+type execBundle struct {
+	spec *specs.Spec
+}
+
+func (s *Service) execBundle(id string) (*execBundle, error) {
+	if b, ok := s.execBundles.Load(id); ok {
+		return b.(*execBundle), nil
+	}
+	spec, err := s.bundle(id)
+	if err != nil {
+		return nil, err
+	}
+	b := &execBundle{spec: spec}
+	s.execBundles.Store(id, b)
+	return b, nil
+}
+
+// bundle reads the container's config.json.
+func (s *Service) bundle(id string) (*specs.Spec, error) {
 	data, err := os.ReadFile(filepath.Join(s.containerDir(id), "config.json"))
 	if err != nil {
 		return nil, fmt.Errorf("read bundle of container %s: %w", id, err)
@@ -75,6 +118,16 @@ func (s *Service) execProcess(id string, args []string) (*specs.Process, error) 
 	var spec specs.Spec
 	if err := json.Unmarshal(data, &spec); err != nil {
 		return nil, fmt.Errorf("decode bundle of container %s: %w", id, err)
+	}
+	return &spec, nil
+}
+
+// execProcess is the container's process (user, env, cwd, capabilities)
+// running args instead, without a terminal.
+func (s *Service) execProcess(id string, args []string) (*specs.Process, error) {
+	spec, err := s.bundle(id)
+	if err != nil {
+		return nil, err
 	}
 	if spec.Process == nil {
 		return nil, fmt.Errorf("bundle of container %s has no process", id)

@@ -69,6 +69,7 @@ func (s *Service) forgetContainer(id, name string) error {
 	delete(s.exited, id)
 	delete(s.deleted, id)
 	s.cpuRate.forget(id)
+	s.execBundles.Delete(id)
 	if s.names[name] == id {
 		delete(s.names, name)
 	}

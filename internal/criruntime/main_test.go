@@ -79,7 +79,7 @@ func buildBinaries() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	cmd := exec.Command("go", "build", "-o", dir+"/", "../../cmd/peapod-pause", "../../cmd/peapod-monitor")
+	cmd := exec.Command("go", "build", "-o", dir+"/", "../../cmd/peapod-pause", "../../cmd/peapod-monitor", "../../cmd/peapod-enter")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return dir, fmt.Errorf("build peapod-pause and peapod-monitor: %v\n%s", err, out)
@@ -173,6 +173,7 @@ func serviceConfig(d dirs.Dirs, cgroupRoot, runc string, log *slog.Logger) (crir
 		Runc:          &oci.Runc{Binary: runc, Root: d.RuncRoot()},
 		MonitorBinary: filepath.Join(binDir, "peapod-monitor"),
 		PauseBinary:   filepath.Join(binDir, "peapod-pause"),
+		EnterBinary:   filepath.Join(binDir, "peapod-enter"),
 		Images:        imgs,
 		Snapshots:     snapshot.New(d.Snapshots()),
 		Network:       net,

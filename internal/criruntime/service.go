@@ -40,9 +40,12 @@ type Config struct {
 	Runc         *oci.Runc
 	// MonitorBinary is peapod-monitor, PauseBinary peapod-pause.
 	MonitorBinary, PauseBinary string
-	Images                     *image.Store
-	Snapshots                  *snapshot.Snapshotter
-	Network                    *network.Manager
+	// EnterBinary is peapod-enter, which runs ExecSync commands without
+	// runc; empty runs them through runc exec.
+	EnterBinary string
+	Images      *image.Store
+	Snapshots   *snapshot.Snapshotter
+	Network     *network.Manager
 	// Cgroups reads OOM kills from container cgroups; *cgroups.Manager
 	// implements it. Nil disables OOMKilled detection.
 	Cgroups Cgroups
@@ -109,6 +112,9 @@ type Service struct {
 	// evMu guards subscribers of GetContainerEvents.
 	evMu        sync.Mutex
 	subscribers map[chan *runtimeapi.ContainerEventResponse]struct{}
+
+	// execBundles caches *execBundle by container ID for ExecSync.
+	execBundles sync.Map
 
 	// stream serves the URLs that Exec, Attach and PortForward return.
 	stream *streamServer

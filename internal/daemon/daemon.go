@@ -44,6 +44,7 @@ type Options struct {
 	Runc          string   // runc binary (name or path)
 	PauseBinary   string   // peapod-pause (name beside peapod, or a path)
 	MonitorBinary string   // peapod-monitor (likewise)
+	EnterBinary   string   // peapod-enter (likewise)
 	CRISocket     string   // CRI gRPC socket; RUN/cri.sock by default
 	Logger        *slog.Logger
 }
@@ -103,6 +104,7 @@ func Run(ctx context.Context, o Options) (retErr error) {
 		Runc:          &oci.Runc{Binary: o.Runc, Root: o.Dirs.RuncRoot()},
 		MonitorBinary: o.MonitorBinary,
 		PauseBinary:   o.PauseBinary,
+		EnterBinary:   o.EnterBinary,
 		Images:        images,
 		Snapshots:     snapshot.New(o.Dirs.Snapshots()),
 		Network:       netw,

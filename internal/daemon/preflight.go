@@ -25,7 +25,7 @@ func preflight(o *Options) error {
 	if fs, err := os.ReadFile("/proc/filesystems"); err != nil || !bytes.Contains(fs, []byte("\toverlay\n")) {
 		errs = append(errs, errors.New("the kernel has no overlayfs: load it with `modprobe overlay`"))
 	}
-	for _, b := range []*string{&o.PauseBinary, &o.MonitorBinary} {
+	for _, b := range []*string{&o.PauseBinary, &o.MonitorBinary, &o.EnterBinary} {
 		p, err := besideExecutable(*b)
 		if err != nil {
 			errs = append(errs, err)
@@ -49,7 +49,7 @@ func besideExecutable(name string) (string, error) {
 		p = filepath.Join(filepath.Dir(exe), name)
 	}
 	if _, err := os.Stat(p); err != nil {
-		return "", fmt.Errorf("%s not found at %s: build it with `go build -o DIR/ ./cmd/...` (all three binaries in one directory)", filepath.Base(name), p)
+		return "", fmt.Errorf("%s not found at %s: build it with `go build -o DIR/ ./cmd/...` (all the binaries in one directory)", filepath.Base(name), p)
 	}
 	return p, nil
 }

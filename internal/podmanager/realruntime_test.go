@@ -120,7 +120,7 @@ func startRealManager(t *testing.T, ctx context.Context) (*Manager, *fakeStore, 
 		}
 	}
 	bin := t.TempDir()
-	build := exec.Command("go", "build", "-o", bin+"/", "../../cmd/peapod-pause", "../../cmd/peapod-monitor")
+	build := exec.Command("go", "build", "-o", bin+"/", "../../cmd/peapod-pause", "../../cmd/peapod-monitor", "../../cmd/peapod-enter")
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, out)
@@ -156,7 +156,8 @@ func startRealManager(t *testing.T, ctx context.Context) (*Manager, *fakeStore, 
 	rt, err := criruntime.New(ctx, criruntime.Config{
 		Root: d.Root, RunDir: d.Run, Runc: &oci.Runc{Binary: runc, Root: d.RuncRoot()},
 		MonitorBinary: filepath.Join(bin, "peapod-monitor"), PauseBinary: filepath.Join(bin, "peapod-pause"),
-		Images: imgs, Snapshots: snapshot.New(d.Snapshots()), Network: netw, Cgroups: cg,
+		EnterBinary: filepath.Join(bin, "peapod-enter"),
+		Images:      imgs, Snapshots: snapshot.New(d.Snapshots()), Network: netw, Cgroups: cg,
 		Clock: clock.RealClock{}, Logger: logger.With("component", "runtime"),
 	})
 	if err != nil {

@@ -46,7 +46,7 @@ spec:
 
 func main() {
 	n := flag.Int("n", 10, "pods to start, one after another")
-	bin := flag.String("bin", "bin", "directory with peapod, peapod-pause and peapod-monitor")
+	bin := flag.String("bin", "bin", "directory with the binaries of go build ./cmd/...")
 	withPodman := flag.Bool("podman", true, "also measure `podman kube play` when podman is installed")
 	flag.Parse()
 	if err := run(*n, *bin, *withPodman); err != nil {

@@ -1,0 +1,106 @@
+package criruntime_test
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+// describeSelf prints what confines a process: credentials, capabilities,
+// no-new-privileges and seccomp, cgroups, namespaces, working directory,
+// environment, umask, limits, OOM score, session keyring, hostname.
+const describeSelf = `grep -E '^(Uid|Gid|Groups|Cap|NoNewPrivs|Seccomp)' /proc/self/status
+cat /proc/self/cgroup
+for n in cgroup ipc mnt net pid uts; do readlink /proc/self/ns/$n; done
+pwd; env | sort; umask; ulimit -a; cat /proc/self/oom_score_adj
+grep _ses /proc/keys | sed 's/ .* _ses/ _ses/'
+hostname`
+
+// A process run through peapod-enter is confined exactly like one run by
+// runc exec, for root and non-root users, dropped and added capabilities,
+// no-new-privileges, a container PID namespace, a host PID namespace and a
+// privileged container.
+func TestExecLeanMatchesRunc(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	sbc := e.sandboxConfig("lean", runtimeapi.NamespaceMode_POD)
+	sbc.Linux.SecurityContext.Privileged = true
+	sb := e.runSandbox(sbc)
+	hostPID := e.sandboxConfig("leanhost", runtimeapi.NamespaceMode_NODE)
+	hsb := e.runSandbox(hostPID)
+
+	plain := containerConfig("plain", runtimeapi.NamespaceMode_POD, "sleep", "1000")
+	user := containerConfig("user", runtimeapi.NamespaceMode_CONTAINER, "sleep", "1000")
+	user.WorkingDir = "/tmp"
+	user.Envs = []*runtimeapi.KeyValue{{Key: "HOME", Value: nil}, {Key: "A", Value: []byte("1")}, {Key: "A", Value: []byte("2")}}
+	sc := user.Linux.SecurityContext
+	sc.RunAsUser = &runtimeapi.Int64Value{Value: 1000}
+	sc.RunAsGroup = &runtimeapi.Int64Value{Value: 3000}
+	sc.SupplementalGroups = []int64{2000}
+	sc.NoNewPrivs = true
+	sc.ReadonlyRootfs = true
+	sc.Capabilities = &runtimeapi.Capability{DropCapabilities: []string{"ALL"}, AddCapabilities: []string{"NET_BIND_SERVICE", "CHOWN"}}
+	priv := containerConfig("priv", runtimeapi.NamespaceMode_POD, "sleep", "1000")
+	priv.Linux.SecurityContext.Privileged = true
+	hostp := containerConfig("hostp", runtimeapi.NamespaceMode_NODE, "sleep", "1000")
+
+	ids := map[string]string{
+		"plain": e.runContainer(sb, sbc, plain),
+		"user":  e.runContainer(sb, sbc, user),
+		"priv":  e.runContainer(sb, sbc, priv),
+		"hostp": e.runContainer(hsb, hostPID, hostp),
+	}
+	cmd := []string{"sh", "-c", describeSelf}
+	for name, id := range ids {
+		lean, stderr, code, err := e.svc.ExecLean(ctx, id, cmd)
+		if err != nil || code != 0 {
+			t.Errorf("%s: lean exec: exit %d, %v, stderr %q", name, code, err, stderr)
+			continue
+		}
+		var runc, rerr bytes.Buffer
+		if code, err := e.svc.ExecRunc(ctx, id, cmd, &runc, &rerr); err != nil || code != 0 {
+			t.Errorf("%s: runc exec: exit %d, %v, stderr %q", name, code, err, rerr.String())
+			continue
+		}
+		if lean != runc.String() {
+			t.Errorf("%s: lean exec differs from runc exec:\n%s", name, lineDiff(runc.String(), lean))
+		}
+	}
+
+	// Failures read as runc's do; exit codes and signals come through.
+	id := ids["plain"]
+	if _, _, _, err := e.svc.ExecLean(ctx, id, []string{"no-such-command"}); err == nil || !strings.Contains(err.Error(), `exec: "no-such-command": executable file not found in $PATH`) {
+		t.Errorf("missing command: %v", err)
+	}
+	if _, _, code, err := e.svc.ExecLean(ctx, id, []string{"sh", "-c", "exit 7"}); err != nil || code != 7 {
+		t.Errorf("exit 7: got %d, %v", code, err)
+	}
+	if _, _, code, err := e.svc.ExecLean(ctx, id, []string{"sh", "-c", "kill -9 $$"}); err != nil || code != 137 {
+		t.Errorf("killed by SIGKILL: got %d, %v", code, err)
+	}
+	if out, _, _, err := e.svc.ExecLean(ctx, ids["user"], []string{"sh", "-c", "echo hi > /dev/stdout"}); err != nil || out != "hi\n" {
+		t.Errorf("a non-root user reopening its stdout: %q, %v", out, err)
+	}
+}
+
+// lineDiff lists the lines only in want (-) or only in got (+).
+func lineDiff(want, got string) string {
+	w, g := strings.Split(want, "\n"), strings.Split(got, "\n")
+	var b strings.Builder
+	for i := 0; i < max(len(w), len(g)); i++ {
+		var a, c string
+		if i < len(w) {
+			a = w[i]
+		}
+		if i < len(g) {
+			c = g[i]
+		}
+		if a != c {
+			b.WriteString("- " + a + "\n+ " + c + "\n")
+		}
+	}
+	return b.String()
+}

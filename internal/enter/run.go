@@ -1,0 +1,472 @@
+// Package enter runs a process inside a running container without runc:
+// the lean exec path of ExecSync and exec probes.
+//
+// `runc exec` costs about 25 ms of CPU (a large Go binary started twice, the
+// bundle parsed, the seccomp profile compiled); a probe every second in 50
+// pods would need more than a core. Here a daemon thread joins the
+// container's cgroups (cgroup v1: per thread; v2: CLONE_INTO_CGROUP) and PID
+// namespace and forks peapod-enter (package child), which joins the other
+// namespaces, applies the process's rlimits, oom_score_adj, umask, working
+// directory, user and groups, capabilities, no-new-privileges and seccomp
+// filter in runc's order, and execs the command. What this cannot reproduce
+// exactly is refused with ErrUnsupported, and the caller uses runc exec.
+package enter
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/peapod-dev/peapod/internal/enter/plan"
+)
+
+// ErrUnsupported marks a container or process that this path cannot confine
+// exactly as runc would; the caller falls back to runc exec.
+var ErrUnsupported = errors.New("not supported by the lean exec path")
+
+// waitDelay bounds how long output is drained after the process exits, when
+// a child it left behind still holds the pipes (as with runc exec).
+const waitDelay = 2 * time.Second
+
+// Request is one command to run in a running container.
+type Request struct {
+	// Binary is the peapod-enter executable.
+	Binary string
+	// ID is the container's ID.
+	ID string
+	// Pid is the container's init process (host PID) and CgroupsPath the
+	// container's cgroup (runc's cgroupsPath form), which Run checks the
+	// process is in, so that a reused PID is never entered.
+	Pid         int
+	CgroupsPath string
+	// Spec is the container's bundle; its process is run with Args instead.
+	Spec *specs.Spec
+	Args []string
+	// Seccomp is the container's compiled filter (classic BPF, 8 bytes per
+	// instruction) and its seccomp(2) flags; it must be set when the spec
+	// has a seccomp section.
+	Seccomp      []byte
+	SeccompFlags uint64
+	Stdout       io.Writer
+	Stderr       io.Writer
+}
+
+// Run runs the command and returns its exit code (128+signal when a signal
+// ended it). When ctx ends first the process is killed and the error wraps
+// ctx.Err(). Errors wrapping ErrUnsupported come before anything ran.
+func Run(ctx context.Context, r Request) (int, error) {
+	p, joinPID, err := planFor(r)
+	if err != nil {
+		return -1, err
+	}
+	pidfd, err := unix.PidfdOpen(r.Pid, 0)
+	if err != nil {
+		if errors.Is(err, unix.ENOSYS) {
+			return -1, fmt.Errorf("pidfd_open: %w", ErrUnsupported)
+		}
+		return -1, fmt.Errorf("open container process %d: %w", r.Pid, err)
+	}
+	pidf := os.NewFile(uintptr(pidfd), "pidfd")
+	defer pidf.Close()
+	cg, err := containerCgroups(r.Pid, r.CgroupsPath)
+	if err != nil {
+		return -1, err
+	}
+	// The process was alive after its cgroups were read through its PID, so
+	// that PID was not reused by then: the pidfd is the container's process.
+	if err := unix.PidfdSendSignal(pidfd, 0, nil, 0); err != nil {
+		return -1, fmt.Errorf("container process %d: %w", r.Pid, err)
+	}
+	p.CgroupsV1 = cg.v1
+	return run(ctx, r, p, joinPID, cg, pidf)
+}
+
+func run(ctx context.Context, r Request, p *plan.Plan, joinPID bool, cg *cgroups, pidf *os.File) (int, error) {
+	planR, planW, err := os.Pipe()
+	if err != nil {
+		return -1, fmt.Errorf("plan pipe: %w", err)
+	}
+	defer planR.Close()
+	defer planW.Close()
+	statusR, statusW, err := os.Pipe()
+	if err != nil {
+		return -1, fmt.Errorf("status pipe: %w", err)
+	}
+	defer statusR.Close()
+	defer statusW.Close()
+
+	cmd := &exec.Cmd{
+		Path: r.Binary,
+		Args: []string{filepath.Base(r.Binary)},
+		// A short-lived helper: no GC, one P, no cgroup-aware GOMAXPROCS
+		// (which reads cgroup files at start).
+		Env:        []string{"GOMAXPROCS=1", "GOGC=off", "GODEBUG=containermaxprocs=0,updatemaxprocs=0"},
+		Stdout:     r.Stdout,
+		Stderr:     r.Stderr,
+		ExtraFiles: []*os.File{planR, statusW, pidf},
+		WaitDelay:  waitDelay,
+		// Its own session: the daemon's terminal and signals stay its own.
+		SysProcAttr: &syscall.SysProcAttr{Setsid: true},
+	}
+	if err := start(cmd, cg, pidf, joinPID); err != nil {
+		return -1, err
+	}
+	planR.Close()
+	statusW.Close()
+	werr := p.Encode(planW)
+	planW.Close()
+
+	done := make(chan struct{})
+	killed := make(chan struct{})
+	go func() {
+		select {
+		case <-ctx.Done():
+			// os.Process signals through a pidfd: never a reused PID.
+			_ = cmd.Process.Kill()
+			close(killed)
+		case <-done:
+		}
+	}()
+	// The status pipe closes on exec (close-on-exec) or carries the reason
+	// peapod-enter could not exec.
+	msg, _ := io.ReadAll(io.LimitReader(statusR, 64<<10))
+	err = cmd.Wait()
+	close(done)
+	select {
+	case <-killed:
+		return -1, fmt.Errorf("exec in container: %w", ctx.Err())
+	default:
+	}
+	if len(msg) > 0 {
+		return -1, fmt.Errorf("exec failed: %s", bytes.TrimSpace(msg))
+	}
+	if werr != nil {
+		return -1, fmt.Errorf("send exec plan: %w", werr)
+	}
+	var exitErr *exec.ExitError
+	switch {
+	case err == nil, errors.Is(err, exec.ErrWaitDelay):
+		return 0, nil
+	case errors.As(err, &exitErr):
+		ws := exitErr.Sys().(syscall.WaitStatus)
+		if ws.Signaled() {
+			return 128 + int(ws.Signal()), nil
+		}
+		return ws.ExitStatus(), nil
+	default:
+		return -1, fmt.Errorf("exec in container: %w", err)
+	}
+}
+
+// start forks peapod-enter into the container's PID namespace and, on
+// cgroup v2, its cgroup (CLONE_INTO_CGROUP). setns(CLONE_NEWPID) changes the
+// namespace of the calling thread's future children only, so a thread is
+// set aside for it. Daemon threads never join a container's cgroups: the
+// container's processes are killed by the cgroup's list.
+func start(cmd *exec.Cmd, cg *cgroups, pidf *os.File, joinPID bool) error {
+	if cg.v2 != "" {
+		dir, err := os.Open(cg.v2)
+		if err != nil {
+			return fmt.Errorf("open cgroup %s: %w", cg.v2, err)
+		}
+		defer dir.Close()
+		cmd.SysProcAttr.UseCgroupFD = true
+		cmd.SysProcAttr.CgroupFD = int(dir.Fd())
+	}
+	if !joinPID {
+		if err := cmd.Start(); err != nil {
+			return fmt.Errorf("start %s: %w", cmd.Path, err)
+		}
+		return nil
+	}
+	errc := make(chan error, 1)
+	go func() {
+		// Never unlocked: the thread is in the container's PID namespace
+		// now, and the runtime ends a locked thread when its goroutine
+		// returns.
+		runtime.LockOSThread()
+		if err := unix.Setns(int(pidf.Fd()), unix.CLONE_NEWPID); err != nil {
+			errc <- fmt.Errorf("join PID namespace of the container: %w", err)
+			return
+		}
+		if err := cmd.Start(); err != nil {
+			errc <- fmt.Errorf("start %s: %w", cmd.Path, err)
+			return
+		}
+		errc <- nil
+	}()
+	return <-errc
+}
+
+// planFor converts the container's process into a plan, and says whether
+// the PID namespace must be joined.
+func planFor(r Request) (*plan.Plan, bool, error) {
+	s := r.Spec
+	if s == nil || s.Process == nil || s.Linux == nil {
+		return nil, false, errors.New("container bundle has no process or linux section")
+	}
+	p := s.Process
+	switch {
+	case p.Terminal:
+		return nil, false, fmt.Errorf("terminal: %w", ErrUnsupported)
+	case p.ApparmorProfile != "":
+		return nil, false, fmt.Errorf("AppArmor profile: %w", ErrUnsupported)
+	case p.SelinuxLabel != "":
+		return nil, false, fmt.Errorf("SELinux label: %w", ErrUnsupported)
+	case p.Capabilities == nil:
+		return nil, false, fmt.Errorf("no capabilities section: %w", ErrUnsupported)
+	case p.IOPriority != nil || p.Scheduler != nil || p.ExecCPUAffinity != nil:
+		return nil, false, fmt.Errorf("I/O priority, scheduler or CPU affinity: %w", ErrUnsupported)
+	case s.Linux.Personality != nil:
+		return nil, false, fmt.Errorf("personality: %w", ErrUnsupported)
+	case s.Linux.Seccomp != nil && len(r.Seccomp) == 0:
+		return nil, false, fmt.Errorf("seccomp filter not compiled: %w", ErrUnsupported)
+	}
+	last, err := lastCap()
+	if err != nil {
+		return nil, false, err
+	}
+	pl := &plan.Plan{
+		Args:   r.Args,
+		Env:    p.Env,
+		Cwd:    p.Cwd,
+		UID:    p.User.UID,
+		GID:    p.User.GID,
+		Groups: p.User.AdditionalGids,
+		Umask:  -1,
+		Caps: plan.Caps{
+			Bounding:    capNumbers(p.Capabilities.Bounding, last),
+			Effective:   capNumbers(p.Capabilities.Effective, last),
+			Permitted:   capNumbers(p.Capabilities.Permitted, last),
+			Inheritable: capNumbers(p.Capabilities.Inheritable, last),
+			Ambient:     capNumbers(p.Capabilities.Ambient, last),
+		},
+		LastCap:         uint32(last),
+		NoNewPrivileges: p.NoNewPrivileges,
+		OOMScoreAdj:     plan.KeepOOMScoreAdj,
+		// runc gives every process of a container created without
+		// --no-new-keyring (peapod never passes it) the container's keyring.
+		SessionKeyring: "_ses." + r.ID,
+		SeccompFlags:   r.SeccompFlags,
+		SeccompFilter:  r.Seccomp,
+	}
+	if p.User.Umask != nil {
+		pl.Umask = int64(*p.User.Umask)
+	}
+	if p.OOMScoreAdj != nil {
+		pl.OOMScoreAdj = int64(*p.OOMScoreAdj)
+	}
+	if pl.Cwd == "" {
+		pl.Cwd = "/"
+	}
+	for _, rl := range p.Rlimits {
+		t, ok := rlimitTypes[rl.Type]
+		if !ok {
+			return nil, false, fmt.Errorf("unknown rlimit %q", rl.Type)
+		}
+		pl.Rlimits = append(pl.Rlimits, plan.Rlimit{Type: uint32(t), Soft: rl.Soft, Hard: rl.Hard})
+	}
+	joinPID := false
+	for _, ns := range s.Linux.Namespaces {
+		switch ns.Type {
+		case specs.PIDNamespace:
+			joinPID = true
+		case specs.NetworkNamespace:
+			pl.Namespaces |= unix.CLONE_NEWNET
+		case specs.IPCNamespace:
+			pl.Namespaces |= unix.CLONE_NEWIPC
+		case specs.UTSNamespace:
+			pl.Namespaces |= unix.CLONE_NEWUTS
+		case specs.MountNamespace:
+			pl.Namespaces |= unix.CLONE_NEWNS
+		case specs.CgroupNamespace:
+			pl.Namespaces |= unix.CLONE_NEWCGROUP
+		case specs.TimeNamespace:
+			pl.Namespaces |= unix.CLONE_NEWTIME
+		default:
+			return nil, false, fmt.Errorf("%s namespace: %w", ns.Type, ErrUnsupported)
+		}
+	}
+	if pl.Namespaces&unix.CLONE_NEWNS == 0 {
+		return nil, false, fmt.Errorf("container without its own mount namespace: %w", ErrUnsupported)
+	}
+	return pl, joinPID, nil
+}
+
+var rlimitTypes = map[string]int{
+	"RLIMIT_AS": unix.RLIMIT_AS, "RLIMIT_CORE": unix.RLIMIT_CORE, "RLIMIT_CPU": unix.RLIMIT_CPU,
+	"RLIMIT_DATA": unix.RLIMIT_DATA, "RLIMIT_FSIZE": unix.RLIMIT_FSIZE, "RLIMIT_LOCKS": unix.RLIMIT_LOCKS,
+	"RLIMIT_MEMLOCK": unix.RLIMIT_MEMLOCK, "RLIMIT_MSGQUEUE": unix.RLIMIT_MSGQUEUE, "RLIMIT_NICE": unix.RLIMIT_NICE,
+	"RLIMIT_NOFILE": unix.RLIMIT_NOFILE, "RLIMIT_NPROC": unix.RLIMIT_NPROC, "RLIMIT_RSS": unix.RLIMIT_RSS,
+	"RLIMIT_RTPRIO": unix.RLIMIT_RTPRIO, "RLIMIT_RTTIME": unix.RLIMIT_RTTIME, "RLIMIT_SIGPENDING": unix.RLIMIT_SIGPENDING,
+	"RLIMIT_STACK": unix.RLIMIT_STACK,
+}
+
+// cgroups are the host directories of a process's cgroups: one per cgroup
+// v1 hierarchy, and the cgroup v2 one ("" when v2 is not mounted).
+type cgroups struct {
+	v1 []string
+	v2 string
+}
+
+// containerCgroups reads the cgroups of process pid (/proc/PID/cgroup),
+// after checking that the process is in cgroupsPath.
+func containerCgroups(pid int, cgroupsPath string) (*cgroups, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+	if err != nil {
+		return nil, fmt.Errorf("read cgroups of container process %d: %w", pid, err)
+	}
+	mounts, err := cgroupMounts()
+	if err != nil {
+		return nil, err
+	}
+	cg := &cgroups{}
+	in := false
+	for _, line := range strings.Split(string(data), "\n") {
+		// hierarchy-ID:controllers:path
+		parts := strings.SplitN(line, ":", 3)
+		if len(parts) != 3 {
+			continue
+		}
+		key := hierarchyKey(strings.Split(parts[1], ","))
+		m, ok := mounts[key]
+		if !ok {
+			// A hierarchy that is not mounted cannot be joined, nor
+			// would runc join it.
+			continue
+		}
+		rel, ok := strings.CutPrefix(parts[2], m.root)
+		if !ok {
+			return nil, fmt.Errorf("cgroup %s of process %d is outside the mount at %s", parts[2], pid, m.dir)
+		}
+		if parts[2] == cgroupsPath {
+			in = true
+		}
+		dir := filepath.Join(m.dir, rel)
+		if parts[0] == "0" && parts[1] == "" {
+			cg.v2 = dir
+		} else {
+			cg.v1 = append(cg.v1, dir)
+		}
+	}
+	if !in {
+		return nil, fmt.Errorf("process %d is not in the container's cgroup %s (the container has exited)", pid, cgroupsPath)
+	}
+	return cg, nil
+}
+
+type cgroupMount struct{ dir, root string }
+
+var (
+	mountsOnce sync.Once
+	mountsMap  map[string]cgroupMount
+	mountsErr  error
+)
+
+// cgroupMounts returns the host's cgroup mounts by hierarchy key, read once:
+// cgroup hierarchies are mounted at boot.
+func cgroupMounts() (map[string]cgroupMount, error) {
+	mountsOnce.Do(func() {
+		mountsMap, mountsErr = readCgroupMounts("/proc/self/mountinfo")
+	})
+	return mountsMap, mountsErr
+}
+
+func readCgroupMounts(mountinfo string) (map[string]cgroupMount, error) {
+	data, err := os.ReadFile(mountinfo)
+	if err != nil {
+		return nil, fmt.Errorf("read mounts: %w", err)
+	}
+	out := map[string]cgroupMount{}
+	for _, line := range strings.Split(string(data), "\n") {
+		// id parent major:minor root mountpoint options [optional...] - fstype source superoptions
+		pre, post, ok := strings.Cut(line, " - ")
+		if !ok {
+			continue
+		}
+		pf, qf := strings.Fields(pre), strings.Fields(post)
+		if len(pf) < 5 || len(qf) < 3 {
+			continue
+		}
+		root, dir := unescapeMount(pf[3]), unescapeMount(pf[4])
+		var key string
+		switch qf[0] {
+		case "cgroup2":
+			key = ""
+		case "cgroup":
+			var subs []string
+			for _, o := range strings.Split(qf[2], ",") {
+				if strings.HasPrefix(o, "name=") || v1Controllers[o] {
+					subs = append(subs, o)
+				}
+			}
+			key = hierarchyKey(subs)
+		default:
+			continue
+		}
+		if _, seen := out[key]; !seen {
+			out[key] = cgroupMount{dir: dir, root: strings.TrimSuffix(root, "/")}
+		}
+	}
+	return out, nil
+}
+
+// hierarchyKey identifies a hierarchy by its sorted controllers (or name=).
+func hierarchyKey(subs []string) string {
+	var keep []string
+	for _, s := range subs {
+		if s != "" {
+			keep = append(keep, s)
+		}
+	}
+	slices.Sort(keep)
+	return strings.Join(keep, ",")
+}
+
+var v1Controllers = map[string]bool{
+	"cpu": true, "cpuacct": true, "cpuset": true, "memory": true, "devices": true, "freezer": true,
+	"net_cls": true, "net_prio": true, "blkio": true, "perf_event": true, "hugetlb": true, "pids": true,
+	"rdma": true, "misc": true,
+}
+
+// unescapeMount undoes mountinfo's octal escapes (\040 for a space).
+func unescapeMount(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			var v byte
+			ok := true
+			for _, c := range s[i+1 : i+4] {
+				if c < '0' || c > '7' {
+					ok = false
+					break
+				}
+				v = v*8 + byte(c-'0')
+			}
+			if ok {
+				b.WriteByte(v)
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
