@@ -165,10 +165,11 @@ func isCriticalPod(pod *corev1.Pod) bool {
 	return pod.Spec.Priority != nil && *pod.Spec.Priority >= systemCriticalPriority
 }
 
-// hasLocalStorageLimit: something of the pod is limited, so it is worth measuring.
+// hasLocalStorageLimit: something of the pod is limited, so it is worth
+// measuring. A memory emptyDir cannot outgrow its sizeLimit: it is the tmpfs size.
 func hasLocalStorageLimit(pod *corev1.Pod) bool {
 	for i := range pod.Spec.Volumes {
-		if ed := pod.Spec.Volumes[i].EmptyDir; ed != nil && ed.SizeLimit != nil && ed.SizeLimit.Sign() > 0 {
+		if ed := pod.Spec.Volumes[i].EmptyDir; ed != nil && ed.Medium == corev1.StorageMediumDefault && ed.SizeLimit != nil && ed.SizeLimit.Sign() > 0 {
 			return true
 		}
 	}
