@@ -39,7 +39,7 @@ func TestUnauthenticatedIs401(t *testing.T) {
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(ca)
 	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
-	for _, path := range []string{"/api/v1/namespaces/default/pods", "/version", "/healthz", "/api"} {
+	for _, path := range []string{"/api/v1/namespaces/default/pods", "/version", "/healthz", "/api", "/debug/pprof/"} {
 		resp, err := client.Get("https://" + ts.srv.Addr() + path)
 		if err != nil {
 			t.Fatal(err)

@@ -54,6 +54,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.openapi.ServeHTTP(w, r)
 		return
 	}
+	if path == "debug/pprof" || strings.HasPrefix(path, "debug/pprof/") {
+		serveProfiling(w, r)
+		return
+	}
 	parts := strings.Split(path, "/")
 	if parts[0] == "apis" {
 		s.serveGroupPath(w, r, parts[1:])

@@ -7,7 +7,10 @@
 // second: CPU of the daemon, of every process it starts (reaped children:
 // runc, runc exec) and of the pods' cgroups (the probes' processes and the
 // servers answering them), and the daemon's memory. It also measures one
-// bare `runc exec` for comparison.
+// bare `runc exec` for comparison. PEAPOD_BENCH_PODS=N runs N pods instead
+// of 50 (quicker iterations); PEAPOD_BENCH_CPUPROFILE=FILE writes the
+// daemon's CPU profile over the measured window to FILE (from the API
+// server's /debug/pprof; `go tool pprof -top FILE`).
 //
 // BenchmarkStart20: time from one `kubectl create` of 20 pods to all
 // Running, against `podman kube play` of the same 20 pods.
@@ -287,8 +290,46 @@ spec:
 `, i)
 }
 
+// benchPods is PEAPOD_BENCH_PODS, or 50.
+func benchPods(b *testing.B) int {
+	v := os.Getenv("PEAPOD_BENCH_PODS")
+	if v == "" {
+		return 50
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n <= 0 {
+		b.Fatalf("PEAPOD_BENCH_PODS=%q: want a positive number", v)
+	}
+	return n
+}
+
+// cpuProfile starts fetching the daemon's CPU profile over the next window
+// into file; wait returns once it is written.
+func (d *daemon) cpuProfile(file string, window time.Duration) (wait func()) {
+	out, err := os.Create(file)
+	if err != nil {
+		d.b.Fatal(err)
+	}
+	cmd := exec.Command("kubectl", "--kubeconfig", d.kubeconfig, "--request-timeout", "0", "get", "--raw",
+		fmt.Sprintf("/debug/pprof/profile?seconds=%d", int(window.Seconds())))
+	cmd.Stdout = out
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		d.b.Fatal(err)
+	}
+	return func() {
+		err := cmd.Wait()
+		out.Close()
+		if err != nil {
+			d.b.Fatalf("CPU profile: %v\n%s", err, stderr.String())
+		}
+	}
+}
+
 func BenchmarkProbes(b *testing.B) {
-	const pods, window = 50, 30 * time.Second
+	const window = 30 * time.Second
+	pods := benchPods(b)
 	d := startDaemon(b)
 	var manifest strings.Builder
 	for i := 0; i < pods; i++ {
@@ -304,6 +345,10 @@ func BenchmarkProbes(b *testing.B) {
 		s0, c0 := cpuSeconds(pid)
 		g0, m0, e0 := cgroupCPU(), d.monitorsCPU(), d.execProbes()
 		start := time.Now()
+		waitProfile := func() {}
+		if f := os.Getenv("PEAPOD_BENCH_CPUPROFILE"); f != "" {
+			waitProfile = d.cpuProfile(f, window)
+		}
 		time.Sleep(window)
 		s1, c1 := cpuSeconds(pid)
 		g1, m1, e1 := cgroupCPU(), d.monitorsCPU(), d.execProbes()
@@ -327,6 +372,7 @@ func BenchmarkProbes(b *testing.B) {
 		}
 		fmt.Printf("  %-44s %6.1f /s (of %d wanted); %d of %d pods not ready (exec probe timeouts)\n", "exec probes run", float64(e1-e0)/secs, pods, notReady, pods)
 		fmt.Printf("  %-44s %6.1f MiB RSS, %.1f MiB PSS\n", "daemon memory", rss, pss)
+		waitProfile()
 	}
 	// One bare `runc exec` into a pod's container, for comparison.
 	ds, err := dirs.New(d.root)
