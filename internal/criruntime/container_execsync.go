@@ -74,7 +74,7 @@ func (s *Service) execSync(ctx context.Context, req *runtimeapi.ExecSyncRequest)
 // execLean runs args in the container through peapod-enter; it fails with
 // enter.ErrUnsupported, before running anything, when runc must do it.
 func (s *Service) execLean(ctx context.Context, rec containerRecord, args []string, stdout, stderr io.Writer) (int, error) {
-	if s.cfg.EnterBinary == "" {
+	if s.enter == nil {
 		return -1, fmt.Errorf("no peapod-enter configured: %w", enter.ErrUnsupported)
 	}
 	b, err := s.execBundle(rec.ID)
@@ -85,7 +85,7 @@ func (s *Service) execLean(ctx context.Context, rec containerRecord, args []stri
 		return -1, fmt.Errorf("seccomp: %w", enter.ErrUnsupported)
 	}
 	return enter.Run(ctx, enter.Request{
-		Binary: s.cfg.EnterBinary, ID: rec.ID, Pid: rec.Pid, CgroupsPath: rec.CgroupPath,
+		Helper: s.enter, ID: rec.ID, Pid: rec.Pid, CgroupsPath: rec.CgroupPath,
 		Spec: b.spec, Args: args, Stdout: stdout, Stderr: stderr,
 	})
 }

@@ -24,6 +24,7 @@ import (
 	"k8s.io/utils/clock"
 
 	"github.com/peapod-dev/peapod/internal/cgroups"
+	"github.com/peapod-dev/peapod/internal/enter"
 	"github.com/peapod-dev/peapod/internal/image"
 	plog "github.com/peapod-dev/peapod/internal/log"
 	"github.com/peapod-dev/peapod/internal/netns"
@@ -113,6 +114,8 @@ type Service struct {
 	evMu        sync.Mutex
 	subscribers map[chan *runtimeapi.ContainerEventResponse]struct{}
 
+	// enter runs ExecSync commands (nil: runc exec runs them).
+	enter *enter.Helper
 	// execBundles caches *execBundle by container ID for ExecSync.
 	execBundles sync.Map
 
@@ -173,6 +176,12 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	}
 	s.rro = probeRecursiveReadOnly(ctx, cfg.Runc.Binary)
 	s.userns = probeUserNamespaces(cfg.Root)
+	if cfg.EnterBinary != "" {
+		if s.enter, err = enter.OpenHelper(cfg.EnterBinary); err != nil {
+			s.Close()
+			return nil, err
+		}
+	}
 	if err := s.preparePauseRootfs(); err != nil {
 		s.Close()
 		return nil, err
@@ -199,7 +208,11 @@ func (s *Service) Close() error {
 	s.cancel()
 	s.wg.Wait()
 	s.releaseRunDir()
-	return errors.Join(streamErr, s.store.Close())
+	var enterErr error
+	if s.enter != nil {
+		enterErr = s.enter.Close()
+	}
+	return errors.Join(streamErr, enterErr, s.store.Close())
 }
 
 // releaseRunDir removes the run directory's netns mount point, runc state

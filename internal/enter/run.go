@@ -44,8 +44,8 @@ const waitDelay = 2 * time.Second
 
 // Request is one command to run in a running container.
 type Request struct {
-	// Binary is the peapod-enter executable.
-	Binary string
+	// Helper is peapod-enter.
+	Helper *Helper
 	// ID is the container's ID.
 	ID string
 	// Pid is the container's init process (host PID) and CgroupsPath the
@@ -110,8 +110,8 @@ func run(ctx context.Context, r Request, p *plan.Plan, joinPID bool, cg *cgroups
 	defer statusW.Close()
 
 	cmd := &exec.Cmd{
-		Path: r.Binary,
-		Args: []string{filepath.Base(r.Binary)},
+		Path: r.Helper.path(),
+		Args: []string{"peapod-enter"},
 		// A short-lived helper: no GC, one P, no cgroup-aware GOMAXPROCS
 		// (which reads cgroup files at start).
 		Env:        []string{"GOMAXPROCS=1", "GOGC=off", "GODEBUG=containermaxprocs=0,updatemaxprocs=0"},
@@ -189,7 +189,7 @@ func start(cmd *exec.Cmd, cg *cgroups, pidf *os.File, joinPID bool) error {
 	}
 	if !joinPID {
 		if err := cmd.Start(); err != nil {
-			return fmt.Errorf("start %s: %w", cmd.Path, err)
+			return fmt.Errorf("start peapod-enter: %w", err)
 		}
 		return nil
 	}
@@ -204,7 +204,7 @@ func start(cmd *exec.Cmd, cg *cgroups, pidf *os.File, joinPID bool) error {
 			return
 		}
 		if err := cmd.Start(); err != nil {
-			errc <- fmt.Errorf("start %s: %w", cmd.Path, err)
+			errc <- fmt.Errorf("start peapod-enter: %w", err)
 			return
 		}
 		errc <- nil
