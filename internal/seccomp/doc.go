@@ -1,0 +1,25 @@
+//go:generate go run ./gen
+
+// Package seccomp compiles an OCI seccomp config to a classic-BPF program
+// that confines a process exactly as runc 1.1.5 with libseccomp 2.5.4
+// (Debian 12's runc) confines a container for the same config, without cgo.
+//
+// The program has three parts, in this order:
+//
+//  1. runc's -ENOSYS stub (when the default action is not ALLOW, LOG or
+//     TRACE): for each architecture listed in the config, a syscall number
+//     greater than the largest one the profile names gets ERRNO(ENOSYS), so
+//     programs can fall back from syscalls newer than the profile. On x86_64
+//     the x32 bit (0x40000000, tested with JSET) selects the x32 maximum.
+//  2. libseccomp's architecture dispatch: the arch word selects a section;
+//     an architecture not in the filter gets the bad-arch action, KILL. In an
+//     x86_64 section without x32 a number >= 0x40000000 other than -1 is a
+//     bad arch too; with x32 both ABIs share one section.
+//  3. Per architecture, a binary search over the syscall numbers that have
+//     rules; each syscall tries its rules in order (ORed), each rule tests its
+//     argument conditions (ANDed, 64-bit values as two 32-bit halves), and
+//     falls back to the default action.
+//
+// Jumps are built from short conditional jumps over one unconditional jump,
+// so no program is limited by the 8-bit conditional jump offsets.
+package seccomp
