@@ -3,6 +3,7 @@ package criruntime
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,10 +13,12 @@ import (
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/peapod-dev/peapod/internal/enter"
 	"github.com/peapod-dev/peapod/internal/oci"
+	"github.com/peapod-dev/peapod/internal/seccomp"
 )
 
 // maxExecSyncOutput caps each of stdout and stderr of ExecSync, as
@@ -81,19 +84,26 @@ func (s *Service) execLean(ctx context.Context, rec containerRecord, args []stri
 	if err != nil {
 		return -1, err
 	}
-	if b.spec.Linux != nil && b.spec.Linux.Seccomp != nil {
-		return -1, fmt.Errorf("seccomp: %w", enter.ErrUnsupported)
+	if b.unsupported != nil {
+		return -1, b.unsupported
 	}
 	return enter.Run(ctx, enter.Request{
 		Helper: s.enter, ID: rec.ID, Pid: rec.Pid, CgroupsPath: rec.CgroupPath,
-		Spec: b.spec, Args: args, Stdout: stdout, Stderr: stderr,
+		Spec: b.spec, Args: args, Seccomp: b.seccomp, SeccompFlags: b.seccompFlags,
+		Stdout: stdout, Stderr: stderr,
 	})
 }
 
 // execBundle is what every exec in a container starts from: its bundle,
-// which never changes once created, read once (a probe execs every period).
+// which never changes once created, and its seccomp filter compiled, both
+// done once (a probe execs every period).
 type execBundle struct {
-	spec *specs.Spec
+	spec         *specs.Spec
+	seccomp      []byte
+	seccompFlags uint64
+	// unsupported says why the lean path cannot run this container's
+	// processes (wrapping enter.ErrUnsupported).
+	unsupported error
 }
 
 func (s *Service) execBundle(id string) (*execBundle, error) {
@@ -105,8 +115,35 @@ func (s *Service) execBundle(id string) (*execBundle, error) {
 		return nil, err
 	}
 	b := &execBundle{spec: spec}
+	if spec.Linux != nil && spec.Linux.Seccomp != nil {
+		prog, err := seccomp.Compile(spec.Linux.Seccomp)
+		switch {
+		case err != nil:
+			b.unsupported = fmt.Errorf("seccomp profile: %v: %w", err, enter.ErrUnsupported)
+		case prog == nil:
+			// A profile that turns seccomp off, as runc reads it.
+			sp, l := *spec, *spec.Linux
+			l.Seccomp = nil
+			sp.Linux = &l
+			b.spec = &sp
+		default:
+			b.seccomp = filterBytes(prog.Filter)
+			b.seccompFlags = uint64(prog.Flags)
+		}
+	}
 	s.execBundles.Store(id, b)
 	return b, nil
+}
+
+// filterBytes lays out a BPF program as the kernel reads it.
+func filterBytes(f []unix.SockFilter) []byte {
+	out := make([]byte, 0, 8*len(f))
+	for _, i := range f {
+		out = binary.NativeEndian.AppendUint16(out, i.Code)
+		out = append(out, i.Jt, i.Jf)
+		out = binary.NativeEndian.AppendUint32(out, i.K)
+	}
+	return out
 }
 
 // bundle reads the container's config.json.
