@@ -35,14 +35,12 @@ func podFSGroup(pod *corev1.Pod) *int64 {
 // depth first, gets group fsGroup (owner kept) and the group bits of rwMask or
 // roMask added to its mode, directories also setgid and group search. Symlinks
 // are left alone (chmod would follow them and change the target's mode).
-// With OnRootMismatch the walk is skipped when the root already has the group
-// and at least those bits. Errors on single files are logged, as the kubelet
-// does; only a walk that cannot proceed fails.
-func setVolumeOwnership(ctx context.Context, dir string, fsGroup *int64, policy *corev1.PodFSGroupChangePolicy, readOnly bool) error {
+// Errors on single files are logged, as the kubelet does; only a walk that
+// cannot proceed fails. fsGroupChangePolicy does not apply: the kubelet
+// honours it only for volume types peapod does not have (emptyDir,
+// configMap, secret, downwardAPI and projected pass no policy).
+func setVolumeOwnership(ctx context.Context, dir string, fsGroup *int64, readOnly bool) error {
 	if fsGroup == nil {
-		return nil
-	}
-	if policy != nil && *policy == corev1.FSGroupChangeOnRootMismatch && !requiresPermissionChange(dir, *fsGroup, readOnly) {
 		return nil
 	}
 	log := plog.FromContext(ctx)
@@ -77,25 +75,6 @@ func changeFilePermission(path string, fsGroup int64, readOnly bool, info fs.Fil
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
-}
-
-// requiresPermissionChange: the volume root is not a directory of group
-// fsGroup with setgid and the mask's bits (OnRootMismatch's test).
-func requiresPermissionChange(dir string, fsGroup int64, readOnly bool) bool {
-	fi, err := os.Stat(dir)
-	if err != nil || !fi.IsDir() {
-		return true
-	}
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	if !ok || int64(st.Gid) != fsGroup {
-		return true
-	}
-	want := fsGroupRWMask
-	if readOnly {
-		want = fsGroupROMask
-	}
-	want |= fsGroupExecMask
-	return fi.Mode().Perm()&want != want || fi.Mode()&os.ModeSetgid == 0
 }
 
 // walkDeep calls fn for every file below root, children before their

@@ -61,7 +61,7 @@ func TestSetVolumeOwnership(t *testing.T) {
 
 	t.Run("read-write", func(t *testing.T) {
 		root, outside := mkTree(t)
-		if err := setVolumeOwnership(ctx, root, ptr.To(int64(gid)), nil, false); err != nil {
+		if err := setVolumeOwnership(ctx, root, ptr.To(int64(gid)), false); err != nil {
 			t.Fatal(err)
 		}
 		want := map[string]os.FileMode{
@@ -86,7 +86,7 @@ func TestSetVolumeOwnership(t *testing.T) {
 
 	t.Run("read-only", func(t *testing.T) {
 		root, _ := mkTree(t)
-		if err := setVolumeOwnership(ctx, root, ptr.To(int64(gid)), nil, true); err != nil {
+		if err := setVolumeOwnership(ctx, root, ptr.To(int64(gid)), true); err != nil {
 			t.Fatal(err)
 		}
 		for name, mode := range map[string]os.FileMode{"": 0o755 | os.ModeSetgid, "rw": 0o644, "private": 0o640, "sub/ro": 0o440} {
@@ -98,40 +98,11 @@ func TestSetVolumeOwnership(t *testing.T) {
 
 	t.Run("no fsGroup", func(t *testing.T) {
 		root, _ := mkTree(t)
-		if err := setVolumeOwnership(ctx, root, nil, nil, false); err != nil {
+		if err := setVolumeOwnership(ctx, root, nil, false); err != nil {
 			t.Fatal(err)
 		}
 		if g, m := ownership(t, filepath.Join(root, "private")); g != 0 || m != 0o600 {
 			t.Errorf("changed without fsGroup: group %d mode %v", g, m)
-		}
-	})
-
-	t.Run("OnRootMismatch", func(t *testing.T) {
-		onMismatch := ptr.To(corev1.FSGroupChangeOnRootMismatch)
-		root, _ := mkTree(t)
-		// The root does not match: everything is walked.
-		if err := setVolumeOwnership(ctx, root, ptr.To(int64(gid)), onMismatch, false); err != nil {
-			t.Fatal(err)
-		}
-		if g, m := ownership(t, filepath.Join(root, "private")); g != gid || m != 0o660 {
-			t.Fatalf("mismatched root not walked: group %d mode %v", g, m)
-		}
-		// Now it matches: a file changed since is left as it is.
-		if err := os.Chown(filepath.Join(root, "private"), 0, 0); err != nil {
-			t.Fatal(err)
-		}
-		if err := setVolumeOwnership(ctx, root, ptr.To(int64(gid)), onMismatch, false); err != nil {
-			t.Fatal(err)
-		}
-		if g, _ := ownership(t, filepath.Join(root, "private")); g != 0 {
-			t.Errorf("matching root walked anyway: group %d", g)
-		}
-		// Always (the default) walks again.
-		if err := setVolumeOwnership(ctx, root, ptr.To(int64(gid)), ptr.To(corev1.FSGroupChangeAlways), false); err != nil {
-			t.Fatal(err)
-		}
-		if g, _ := ownership(t, filepath.Join(root, "private")); g != gid {
-			t.Errorf("Always did not walk: group %d", g)
 		}
 	})
 }

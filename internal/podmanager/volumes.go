@@ -165,7 +165,7 @@ func (m *Manager) setUpEmptyDir(ctx context.Context, pod *corev1.Pod, v *corev1.
 	} else if err := os.Chmod(dir, 0o777); err != nil {
 		return err
 	}
-	if err := setVolumeOwnership(ctx, dir, podFSGroup(pod), nil, false); err != nil {
+	if err := setVolumeOwnership(ctx, dir, podFSGroup(pod), false); err != nil {
 		return err
 	}
 	if err := os.MkdirAll(filepath.Dir(ready), 0o750); err != nil {
@@ -431,7 +431,7 @@ func writeAtomic(ctx context.Context, dir string, payload map[string]fileProject
 			return err
 		}
 	}
-	if err := setVolumeOwnership(ctx, dir, fsGroup, nil, true); err != nil {
+	if err := setVolumeOwnership(ctx, dir, fsGroup, true); err != nil {
 		return err
 	}
 	tmpLink := filepath.Join(dir, "..data_tmp")
