@@ -3,7 +3,10 @@ package criruntime_test
 import (
 	"bytes"
 	"context"
+	"os"
+	"os/exec"
 	"strings"
+	"sync"
 	"testing"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -69,6 +72,25 @@ func TestExecLeanMatchesRunc(t *testing.T) {
 			t.Errorf("%s: lean exec differs from runc exec:\n%s", name, lineDiff(runc.String(), lean))
 		}
 	}
+
+	// The threads that forked into containers' PID namespaces went back to
+	// the daemon's: what the daemon starts now is in its own namespace.
+	own, err := os.Readlink("/proc/self/ns/pid")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for i := 0; i < 20; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out, err := exec.Command("readlink", "/proc/self/ns/pid").Output()
+			if got := strings.TrimSpace(string(out)); err != nil || got != own {
+				t.Errorf("a process the daemon started is in PID namespace %q, not %q (%v)", got, own, err)
+			}
+		}()
+	}
+	wg.Wait()
 
 	// Failures read as runc's do; exit codes and signals come through.
 	id := ids["plain"]

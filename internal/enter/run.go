@@ -174,9 +174,9 @@ func run(ctx context.Context, r Request, p *plan.Plan, joinPID bool, cg *cgroups
 
 // start forks peapod-enter into the container's PID namespace and, on
 // cgroup v2, its cgroup (CLONE_INTO_CGROUP). setns(CLONE_NEWPID) changes the
-// namespace of the calling thread's future children only, so a thread is
-// set aside for it. Daemon threads never join a container's cgroups: the
-// container's processes are killed by the cgroup's list.
+// namespace of the calling thread's future children only, so one thread is
+// locked for it while it forks. Daemon threads never join a container's
+// cgroups: the container's processes are killed by the cgroup's list.
 func start(cmd *exec.Cmd, cg *cgroups, pidf *os.File, joinPID bool) error {
 	if cg.v2 != "" {
 		dir, err := os.Open(cg.v2)
@@ -193,24 +193,41 @@ func start(cmd *exec.Cmd, cg *cgroups, pidf *os.File, joinPID bool) error {
 		}
 		return nil
 	}
+	ownNS, err := ownPIDNamespace()
+	if err != nil {
+		return err
+	}
 	errc := make(chan error, 1)
 	go func() {
-		// Never unlocked: the thread is in the container's PID namespace
-		// now, and the runtime ends a locked thread when its goroutine
-		// returns.
 		runtime.LockOSThread()
 		if err := unix.Setns(int(pidf.Fd()), unix.CLONE_NEWPID); err != nil {
+			runtime.UnlockOSThread()
 			errc <- fmt.Errorf("join PID namespace of the container: %w", err)
 			return
 		}
-		if err := cmd.Start(); err != nil {
-			errc <- fmt.Errorf("start peapod-enter: %w", err)
-			return
+		err := cmd.Start()
+		// The thread goes back to the daemon's namespace and to the
+		// runtime's pool; if it cannot, it stays locked and the runtime
+		// ends it with this goroutine.
+		if unix.Setns(ownNS, unix.CLONE_NEWPID) == nil {
+			runtime.UnlockOSThread()
 		}
-		errc <- nil
+		if err != nil {
+			err = fmt.Errorf("start peapod-enter: %w", err)
+		}
+		errc <- err
 	}()
 	return <-errc
 }
+
+// ownPIDNamespace is a descriptor of the daemon's PID namespace, opened once.
+var ownPIDNamespace = sync.OnceValues(func() (int, error) {
+	fd, err := unix.Open("/proc/self/ns/pid", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, fmt.Errorf("open the daemon's PID namespace: %w", err)
+	}
+	return fd, nil
+})
 
 // planFor converts the container's process into a plan, and says whether
 // the PID namespace must be joined.
