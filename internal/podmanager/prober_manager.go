@@ -2,6 +2,7 @@ package podmanager
 
 import (
 	"context"
+	"hash/fnv"
 	"strings"
 	"sync"
 	"time"
@@ -242,14 +243,9 @@ func (w *probeWorker) run(ctx context.Context) {
 			w.pm.remove(w.t, id)
 		}
 	}()
-	// Ticks, as the kubelet's worker's ticker: probes start every period
-	// however long each takes (a tick missed during a slow probe is dropped),
-	// so a 300 ms exec does not stretch a 1 s period to 1.3 s.
-	next := clk.Now()
+	phase := w.phase(period)
 	for w.doProbe(ctx) {
-		now := clk.Now()
-		next = nextTick(next, now, period)
-		t := clk.NewTimer(next.Sub(now))
+		t := clk.NewTimer(untilTick(clk.Now(), period, phase))
 		select {
 		case <-ctx.Done():
 			t.Stop()
@@ -262,14 +258,35 @@ func (w *probeWorker) run(ctx context.Context) {
 	}
 }
 
-// nextTick is the first tick of a ticker of that period, whose last tick was
-// at last, that is still to come at now.
-func nextTick(last, now time.Time, period time.Duration) time.Time {
-	next := last.Add(period)
-	if !next.After(now) {
-		next = next.Add((now.Sub(next)/period + 1) * period)
+// probeGrid is the spacing of the instants probes may start at.
+const probeGrid = 100 * time.Millisecond
+
+// phase is where in each period the worker's ticks fall: a multiple of
+// probeGrid, fixed per pod, container and probe type. The workers' probes
+// thus stay spread over the period, as the kubelet's random start spreads
+// them, yet they coalesce on at most ten instants a second. Each wake-up of
+// the daemon costs far more than a probe's own work (the Go runtime's
+// sysmon polls every 20 µs for a millisecond after an idle process makes a
+// syscall): probes at 150 distinct instants a second cost the daemon
+// several times the CPU of the same probes on ten.
+func (w *probeWorker) phase(period time.Duration) time.Duration {
+	h := fnv.New32a()
+	h.Write([]byte(string(w.pod.UID) + "/" + w.container.Name + "/" + w.t.String()))
+	slots := max(1, int64(period/probeGrid))
+	return time.Duration(int64(h.Sum32())%slots) * probeGrid
+}
+
+// untilTick is how long from now until the next tick of a worker whose
+// ticks are period apart at phase into each period (counted from the zero
+// time, as time.Truncate does). Like the kubelet's ticker, probes start
+// every period however long each takes: a tick missed during a slow probe
+// is dropped, and a 300 ms exec does not stretch a 1 s period to 1.3 s.
+func untilTick(now time.Time, period, phase time.Duration) time.Duration {
+	d := (phase - now.Sub(now.Truncate(period))) % period
+	if d <= 0 {
+		d += period
 	}
-	return next
+	return d
 }
 
 // doProbe probes once; false ends the worker (kubelet's worker.doProbe).

@@ -245,7 +245,8 @@ func TestExecProbeTimeoutFails(t *testing.T) {
 }
 
 func TestProbeTicks(t *testing.T) {
-	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	// A tick at t0, phase 300 ms into each second.
+	t0 := time.Date(2026, 1, 2, 3, 4, 5, 300_000_000, time.UTC)
 	for _, c := range []struct {
 		took time.Duration // how long the probe after the tick at t0 took
 		want time.Duration // the next tick, after t0
@@ -255,9 +256,28 @@ func TestProbeTicks(t *testing.T) {
 		{time.Second - time.Nanosecond, time.Second},
 		{time.Second, 2 * time.Second}, // the tick at 1 s is dropped
 		{2500 * time.Millisecond, 3 * time.Second},
+		{-250 * time.Millisecond, 0}, // a worker starting between ticks
 	} {
-		if got := nextTick(t0, t0.Add(c.took), time.Second).Sub(t0); got != c.want {
+		now := t0.Add(c.took)
+		if got := now.Add(untilTick(now, time.Second, 300*time.Millisecond)).Sub(t0); got != c.want {
 			t.Errorf("probe took %v: next tick at +%v, want +%v", c.took, got, c.want)
 		}
+	}
+}
+
+func TestProbePhases(t *testing.T) {
+	pod := testPod("phases")
+	seen := map[time.Duration]bool{}
+	for i := range 100 {
+		c := corev1.Container{Name: "c" + strconv.Itoa(i)}
+		ph := newProbeWorker(nil, readiness, pod, &c, &corev1.Probe{}).phase(10 * time.Second)
+		if ph < 0 || ph >= 10*time.Second || ph%probeGrid != 0 {
+			t.Fatalf("phase %v of a 10 s period: not a multiple of %v within it", ph, probeGrid)
+		}
+		seen[ph] = true
+	}
+	// 100 workers on 100 slots: spread, not bunched (the hash is fixed, so is the count).
+	if len(seen) < 50 {
+		t.Fatalf("100 workers share only %d phases", len(seen))
 	}
 }
