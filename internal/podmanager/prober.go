@@ -2,7 +2,6 @@ package podmanager
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -200,26 +199,27 @@ func httpGetURL(h *corev1.HTTPGetAction, podIP string, c *corev1.Container) (*ur
 	return u, headers, nil
 }
 
+// probeClient follows redirects to the same host only, at most 10.
+var probeClient = &http.Client{
+	Transport: probeTransport{},
+	CheckRedirect: func(req *http.Request, via []*http.Request) error {
+		if req.URL.Hostname() != via[0].URL.Hostname() {
+			return http.ErrUseLastResponse
+		}
+		if len(via) >= 10 {
+			return errors.New("stopped after 10 redirects")
+		}
+		return nil
+	},
+}
+
 // httpProbe is probe/http: 200–399 succeed (a redirect to another host is a
 // warning), anything else fails; TLS is not verified.
 func httpProbe(ctx context.Context, u *url.URL, headers http.Header, timeout time.Duration) (probeOutcome, string, error) {
-	client := &http.Client{
-		Timeout: timeout,
-		Transport: &http.Transport{
-			TLSClientConfig:   &tls.Config{InsecureSkipVerify: true},
-			DisableKeepAlives: true,
-			Proxy:             nil,
-		},
-		CheckRedirect: func(req *http.Request, via []*http.Request) error {
-			if req.URL.Hostname() != via[0].URL.Hostname() {
-				return http.ErrUseLastResponse
-			}
-			if len(via) >= 10 {
-				return errors.New("stopped after 10 redirects")
-			}
-			return nil
-		},
-	}
+	// A deadline on the request rather than the client's Timeout, which
+	// would start a goroutine and a timer per request.
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
 		return outcomeFailure, err.Error(), nil
@@ -234,8 +234,12 @@ func httpProbe(ctx context.Context, u *url.URL, headers http.Header, timeout tim
 	if h := req.Header.Get("Host"); h != "" {
 		req.Host = h
 	}
-	res, err := client.Do(req)
+	res, err := probeClient.Do(req)
 	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			// The message of the kubelet's client, which has a Timeout.
+			return outcomeFailure, err.Error() + " (Client.Timeout exceeded while awaiting headers)", nil
+		}
 		return outcomeFailure, err.Error(), nil
 	}
 	defer res.Body.Close()

@@ -281,3 +281,45 @@ func TestProbePhases(t *testing.T) {
 		t.Fatalf("100 workers share only %d phases", len(seen))
 	}
 }
+
+func TestHTTPProbeRequests(t *testing.T) {
+	ctx := context.Background()
+	type seen struct {
+		host, agent, encoding string
+		close                 bool
+	}
+	got := make(chan seen, 1)
+	big := strings.Repeat("x", 3*maxProbeBody)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got <- seen{r.Host, r.UserAgent(), r.Header.Get("Accept-Encoding"), r.Close}
+		w.Write([]byte(big)) // chunked: no Content-Length
+	}))
+	defer srv.Close()
+	u, _ := url.Parse(srv.URL + "/big")
+	o, out, err := httpProbe(ctx, u, http.Header{"Host": {"example.test"}}, time.Second)
+	if o != outcomeSuccess || err != nil || len(out) != maxProbeBody {
+		t.Fatalf("http probe: %v, %d bytes of output, %v", o, len(out), err)
+	}
+	if s := <-got; s != (seen{"example.test", probeUserAgent, "", true}) {
+		t.Fatalf("request as the server saw it: %+v", s)
+	}
+
+	// https, the certificate unverified.
+	tlsSrv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer tlsSrv.Close()
+	u, _ = url.Parse(tlsSrv.URL)
+	if o, out, err := httpProbe(ctx, u, http.Header{}, time.Second); o != outcomeSuccess || err != nil {
+		t.Fatalf("https probe: %v %q %v", o, out, err)
+	}
+
+	// A server that does not answer within the timeout fails the probe.
+	hang := make(chan struct{})
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-hang }))
+	defer slow.Close()
+	defer close(hang)
+	u, _ = url.Parse(slow.URL)
+	o, out, err = httpProbe(ctx, u, http.Header{}, 100*time.Millisecond)
+	if o != outcomeFailure || err != nil || !strings.Contains(out, "Client.Timeout exceeded") {
+		t.Fatalf("probe of a server that does not answer: %v %q %v", o, out, err)
+	}
+}
