@@ -39,6 +39,9 @@ func Main() {
 }
 
 func enter() error {
+	// Run from a memfd, the process would be named after its descriptor.
+	comm := []byte("peapod-enter\x00")
+	_ = unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&comm[0])), 0, 0, 0)
 	// Until execve no process of the container may open our /proc entries
 	// (our executable, our descriptors) or ptrace us.
 	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
