@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"time"
 )
 
@@ -48,6 +49,11 @@ func (probeTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		conn.Close()
 		if ctxErr := ctx.Err(); ctxErr != nil {
 			return nil, ctxErr
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			// The connection's deadline, which is the request's, may pass
+			// just before the context notices.
+			return nil, context.DeadlineExceeded
 		}
 		return nil, err
 	}
