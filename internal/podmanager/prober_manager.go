@@ -292,20 +292,12 @@ func untilTick(now time.Time, period, phase time.Duration) time.Duration {
 // doProbe probes once; false ends the worker (kubelet's worker.doProbe).
 func (w *probeWorker) doProbe(ctx context.Context) bool {
 	m := w.pm.m
-	status, ok := m.status.getByUID(w.pod.UID)
+	phase, podIP, c, ok := m.status.containerStatus(w.pod.UID, w.container.Name)
 	if !ok {
 		return true // not synced yet
 	}
-	if isTerminalPhase(status.Phase) {
+	if isTerminalPhase(phase) {
 		return false
-	}
-	var c *corev1.ContainerStatus
-	for _, list := range [][]corev1.ContainerStatus{status.ContainerStatuses, status.InitContainerStatuses} {
-		for i := range list {
-			if list[i].Name == w.container.Name {
-				c = &list[i]
-			}
-		}
 	}
 	if c == nil || c.ContainerID == "" {
 		return true // not created yet
@@ -349,7 +341,6 @@ func (w *probeWorker) doProbe(ctx context.Context) bool {
 		return true
 	}
 
-	podIP := status.PodIP
 	outcome, output, err := m.runProbe(ctx, &w.spec, w.pod, podIP, &w.container, id)
 	var result probeResult
 	switch {

@@ -61,6 +61,29 @@ func (s *statusManager) getByUID(uid types.UID) (corev1.PodStatus, bool) {
 	return *st.DeepCopy(), true
 }
 
+// containerStatus returns the pod's phase and IP and the named container's
+// status, as last written, for a probe: without the copy of the whole status
+// getByUID makes, which every probe would pay. The container's status is
+// shared, not copied: read it only (written statuses are replaced whole,
+// never changed in place). found is false until a status was written; c is
+// nil when it has no such container.
+func (s *statusManager) containerStatus(uid types.UID, name string) (phase corev1.PodPhase, podIP string, c *corev1.ContainerStatus, found bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st, ok := s.statuses[uid]
+	if !ok {
+		return "", "", nil, false
+	}
+	for _, list := range [][]corev1.ContainerStatus{st.ContainerStatuses, st.InitContainerStatuses} {
+		for i := range list {
+			if list[i].Name == name {
+				c = &list[i]
+			}
+		}
+	}
+	return st.Phase, st.PodIP, c, true
+}
+
 // phase returns the phase last written for the pod ("" when none).
 func (s *statusManager) phase(uid types.UID) corev1.PodPhase {
 	s.mu.Lock()
