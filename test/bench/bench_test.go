@@ -114,13 +114,34 @@ func startDaemon(b *testing.B) *daemon {
 	return d
 }
 
-// stop deletes every pod, then stops the daemon with SIGTERM.
+// stop deletes every pod, stops the daemon with SIGTERM, and removes what
+// the daemon leaves on the node: the bridge, its masquerade chain and the
+// cgroup root.
 func (d *daemon) stop() {
 	d.kubectl("delete", "pods", "--all", "--grace-period=1", "--timeout=120s")
 	d.cmd.Process.Signal(syscall.SIGTERM)
 	d.cmd.Wait()
 	if d.b.Failed() {
 		d.b.Logf("daemon log:\n%s", d.out.String())
+	}
+	_ = exec.Command("ip", "link", "del", benchBridge).Run()
+	chain := "PEAPOD-MASQ-" + benchBridge
+	_ = exec.Command("iptables", "-w", "-t", "nat", "-D", "POSTROUTING", "-s", benchSubnet, "-m", "comment",
+		"--comment", "peapod: masquerade the pods of "+benchBridge, "-j", chain).Run()
+	_ = exec.Command("iptables", "-w", "-t", "nat", "-F", chain).Run()
+	_ = exec.Command("iptables", "-w", "-t", "nat", "-X", chain).Run()
+	roots, _ := filepath.Glob("/sys/fs/cgroup/*" + benchCgroupRoot)
+	for _, root := range roots {
+		var dirs []string
+		filepath.WalkDir(root, func(path string, e os.DirEntry, err error) error {
+			if err == nil && e.IsDir() {
+				dirs = append(dirs, path)
+			}
+			return nil
+		})
+		for i := len(dirs) - 1; i >= 0; i-- { // children first
+			os.Remove(dirs[i])
+		}
 	}
 }
 
