@@ -103,6 +103,10 @@ func TestExecLeanMatchesRunc(t *testing.T) {
 	if _, _, code, err := e.svc.ExecLean(ctx, id, []string{"sh", "-c", "kill -9 $$"}); err != nil || code != 137 {
 		t.Errorf("killed by SIGKILL: got %d, %v", code, err)
 	}
+	// A process left behind holding the output does not hold the call.
+	if out, _, code, err := e.svc.ExecLean(ctx, id, []string{"sh", "-c", "sleep 600 & echo started"}); err != nil || code != 0 || out != "started\n" {
+		t.Errorf("a command leaving a child behind: %q, exit %d, %v", out, code, err)
+	}
 	if out, _, _, err := e.svc.ExecLean(ctx, ids["user"], []string{"sh", "-c", "echo hi > /dev/stdout"}); err != nil || out != "hi\n" {
 		t.Errorf("a non-root user reopening its stdout: %q, %v", out, err)
 	}

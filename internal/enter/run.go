@@ -19,7 +19,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -27,6 +26,7 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unsafe"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -39,7 +39,7 @@ import (
 var ErrUnsupported = errors.New("not supported by the lean exec path")
 
 // waitDelay bounds how long output is drained after the process exits, when
-// a child it left behind still holds the pipes (as with runc exec).
+// a child it left behind still holds the pipes (as runc exec's caller does).
 const waitDelay = 2 * time.Second
 
 // Request is one command to run in a running container.
@@ -96,80 +96,172 @@ func Run(ctx context.Context, r Request) (int, error) {
 }
 
 func run(ctx context.Context, r Request, p *plan.Plan, joinPID bool, cg *cgroups, pidf *os.File) (int, error) {
-	planR, planW, err := os.Pipe()
+	var closers []*os.File
+	defer func() {
+		for _, f := range closers {
+			f.Close()
+		}
+	}()
+	pipe := func() (rd, wr *os.File, err error) {
+		if rd, wr, err = os.Pipe(); err == nil {
+			closers = append(closers, rd, wr)
+		}
+		return rd, wr, err
+	}
+	planR, planW, err := pipe()
 	if err != nil {
 		return -1, fmt.Errorf("plan pipe: %w", err)
 	}
-	defer planR.Close()
-	defer planW.Close()
-	statusR, statusW, err := os.Pipe()
+	statusR, statusW, err := pipe()
 	if err != nil {
 		return -1, fmt.Errorf("status pipe: %w", err)
 	}
-	defer statusR.Close()
-	defer statusW.Close()
-
-	cmd := &exec.Cmd{
-		Path: r.Helper.path(),
-		Args: []string{"peapod-enter"},
-		// A short-lived helper: no GC, one P, no cgroup-aware GOMAXPROCS
-		// (which reads cgroup files at start).
-		Env:        []string{"GOMAXPROCS=1", "GOGC=off", "GODEBUG=containermaxprocs=0,updatemaxprocs=0"},
-		Stdout:     r.Stdout,
-		Stderr:     r.Stderr,
-		ExtraFiles: []*os.File{planR, statusW, pidf},
-		WaitDelay:  waitDelay,
-		// Its own session: the daemon's terminal and signals stay its own.
-		SysProcAttr: &syscall.SysProcAttr{Setsid: true},
+	outR, outW, err := pipe()
+	if err != nil {
+		return -1, fmt.Errorf("stdout pipe: %w", err)
 	}
-	if err := start(cmd, cg, pidf, joinPID); err != nil {
+	errR, errW, err := pipe()
+	if err != nil {
+		return -1, fmt.Errorf("stderr pipe: %w", err)
+	}
+	devNull, err := os.Open(os.DevNull)
+	if err != nil {
 		return -1, err
 	}
-	planR.Close()
-	statusW.Close()
+	closers = append(closers, devNull)
+
+	pidfd := -1
+	attr := &os.ProcAttr{
+		// A short-lived helper: no GC, one P, no cgroup-aware GOMAXPROCS
+		// (which reads cgroup files at start).
+		Env:   []string{"GOMAXPROCS=1", "GOGC=off", "GODEBUG=containermaxprocs=0,updatemaxprocs=0"},
+		Files: []*os.File{devNull, outW, errW, planR, statusW, pidf},
+		// Its own session: the daemon's terminal and signals stay its own.
+		// The pidfd lets the daemon wait for it in the poller rather than
+		// in a thread blocked in wait.
+		Sys: &syscall.SysProcAttr{Setsid: true, PidFD: &pidfd},
+	}
+	proc, err := start(r.Helper.path(), attr, cg, pidf, joinPID)
+	if err != nil {
+		return -1, err
+	}
+	defer proc.Release()
+	// Non-blocking before os.NewFile, so that the file is in the poller.
+	if err := unix.SetNonblock(pidfd, true); err != nil {
+		unix.Close(pidfd)
+		_ = proc.Kill()
+		_, _ = proc.Wait()
+		return -1, fmt.Errorf("pidfd of peapod-enter: %w", err)
+	}
+	child := os.NewFile(uintptr(pidfd), "pidfd:peapod-enter")
+	defer child.Close()
+	for _, f := range []*os.File{planR, statusW, outW, errW} {
+		f.Close()
+	}
 	werr := p.Encode(planW)
 	planW.Close()
 
-	done := make(chan struct{})
-	killed := make(chan struct{})
-	go func() {
-		select {
-		case <-ctx.Done():
-			// os.Process signals through a pidfd: never a reused PID.
-			_ = cmd.Process.Kill()
-			close(killed)
-		case <-done:
-		}
-	}()
+	var copies sync.WaitGroup
+	for _, c := range []struct {
+		dst io.Writer
+		src *os.File
+	}{{r.Stdout, outR}, {r.Stderr, errR}} {
+		copies.Add(1)
+		go func() {
+			defer copies.Done()
+			_, _ = io.Copy(c.dst, c.src)
+		}()
+	}
 	// The status pipe closes on exec (close-on-exec) or carries the reason
 	// peapod-enter could not exec.
 	msg, _ := io.ReadAll(io.LimitReader(statusR, 64<<10))
-	err = cmd.Wait()
-	close(done)
+	status, killed, err := wait(ctx, child)
+	if err != nil {
+		return -1, fmt.Errorf("wait for peapod-enter: %w", err)
+	}
+	// Output is drained until EOF, or for waitDelay when a process the
+	// command left behind still holds the pipes (as with runc exec).
+	drained := make(chan struct{})
+	go func() { copies.Wait(); close(drained) }()
 	select {
-	case <-killed:
-		return -1, fmt.Errorf("exec in container: %w", ctx.Err())
-	default:
+	case <-drained:
+	case <-time.After(waitDelay):
+		outR.Close()
+		errR.Close()
+		<-drained
 	}
-	if len(msg) > 0 {
-		return -1, fmt.Errorf("exec failed: %s", bytes.TrimSpace(msg))
-	}
-	if werr != nil {
-		return -1, fmt.Errorf("send exec plan: %w", werr)
-	}
-	var exitErr *exec.ExitError
 	switch {
-	case err == nil, errors.Is(err, exec.ErrWaitDelay):
-		return 0, nil
-	case errors.As(err, &exitErr):
-		ws := exitErr.Sys().(syscall.WaitStatus)
-		if ws.Signaled() {
-			return 128 + int(ws.Signal()), nil
-		}
-		return ws.ExitStatus(), nil
+	case killed:
+		return -1, fmt.Errorf("exec in container: %w", ctx.Err())
+	case len(msg) > 0:
+		return -1, fmt.Errorf("exec failed: %s", bytes.TrimSpace(msg))
+	case werr != nil:
+		return -1, fmt.Errorf("send exec plan: %w", werr)
+	case status.Signaled():
+		return 128 + int(status.Signal()), nil
 	default:
-		return -1, fmt.Errorf("exec in container: %w", err)
+		return status.ExitStatus(), nil
 	}
+}
+
+// wait reaps the child through its pidfd, waiting for its exit in the
+// runtime's poller rather than in a thread blocked in waitid; when ctx ends
+// first the child is killed (a pidfd never reaches a reused PID) and killed
+// is true.
+func wait(ctx context.Context, child *os.File) (ws syscall.WaitStatus, killed bool, err error) {
+	rc, err := child.SyscallConn()
+	if err != nil {
+		return 0, false, err
+	}
+	stop := context.AfterFunc(ctx, func() {
+		_ = unix.PidfdSendSignal(int(child.Fd()), unix.SIGKILL, nil, 0)
+	})
+	var info unix.Siginfo
+	var werr error
+	err = rc.Read(func(fd uintptr) bool {
+		info = unix.Siginfo{}
+		werr = unix.Waitid(unix.P_PIDFD, int(fd), &info, unix.WEXITED|unix.WNOHANG, nil)
+		// Without an exit yet, no PID is filled in: wait for readability.
+		return werr != nil || sigchld(&info).pid != 0
+	})
+	killed = !stop()
+	if err == nil {
+		err = werr
+	}
+	if err != nil {
+		return 0, killed, err
+	}
+	c := sigchld(&info)
+	switch info.Code {
+	case cldExited:
+		return syscall.WaitStatus(c.status << 8), killed, nil
+	case cldKilled, cldDumped:
+		return syscall.WaitStatus(c.status), killed, nil
+	default:
+		return 0, killed, fmt.Errorf("unexpected child state %d", info.Code)
+	}
+}
+
+// si_code values of SIGCHLD.
+const (
+	cldExited = 1
+	cldKilled = 2
+	cldDumped = 3
+)
+
+// sigchldFields is the SIGCHLD part of siginfo_t after its three leading
+// ints (and padding): si_pid, si_uid, si_status.
+type sigchldFields struct {
+	pid    int32
+	uid    uint32
+	status int32
+}
+
+// sigchldOffset: the union follows three ints, aligned for a pointer.
+const sigchldOffset = (12 + unsafe.Sizeof(uintptr(0)) - 1) &^ (unsafe.Sizeof(uintptr(0)) - 1)
+
+func sigchld(info *unix.Siginfo) *sigchldFields {
+	return (*sigchldFields)(unsafe.Add(unsafe.Pointer(info), sigchldOffset))
 }
 
 // start forks peapod-enter into the container's PID namespace and, on
@@ -177,35 +269,41 @@ func run(ctx context.Context, r Request, p *plan.Plan, joinPID bool, cg *cgroups
 // namespace of the calling thread's future children only, so one thread is
 // locked for it while it forks. Daemon threads never join a container's
 // cgroups: the container's processes are killed by the cgroup's list.
-func start(cmd *exec.Cmd, cg *cgroups, pidf *os.File, joinPID bool) error {
+func start(path string, attr *os.ProcAttr, cg *cgroups, pidf *os.File, joinPID bool) (*os.Process, error) {
 	if cg.v2 != "" {
 		dir, err := os.Open(cg.v2)
 		if err != nil {
-			return fmt.Errorf("open cgroup %s: %w", cg.v2, err)
+			return nil, fmt.Errorf("open cgroup %s: %w", cg.v2, err)
 		}
 		defer dir.Close()
-		cmd.SysProcAttr.UseCgroupFD = true
-		cmd.SysProcAttr.CgroupFD = int(dir.Fd())
+		attr.Sys.UseCgroupFD = true
+		attr.Sys.CgroupFD = int(dir.Fd())
 	}
+	argv := []string{"peapod-enter"}
 	if !joinPID {
-		if err := cmd.Start(); err != nil {
-			return fmt.Errorf("start peapod-enter: %w", err)
+		p, err := os.StartProcess(path, argv, attr)
+		if err != nil {
+			return nil, fmt.Errorf("start peapod-enter: %w", err)
 		}
-		return nil
+		return p, nil
 	}
 	ownNS, err := ownPIDNamespace()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	errc := make(chan error, 1)
+	type started struct {
+		p   *os.Process
+		err error
+	}
+	res := make(chan started, 1)
 	go func() {
 		runtime.LockOSThread()
 		if err := unix.Setns(int(pidf.Fd()), unix.CLONE_NEWPID); err != nil {
 			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("join PID namespace of the container: %w", err)
+			res <- started{err: fmt.Errorf("join PID namespace of the container: %w", err)}
 			return
 		}
-		err := cmd.Start()
+		p, err := os.StartProcess(path, argv, attr)
 		// The thread goes back to the daemon's namespace and to the
 		// runtime's pool; if it cannot, it stays locked and the runtime
 		// ends it with this goroutine.
@@ -215,9 +313,10 @@ func start(cmd *exec.Cmd, cg *cgroups, pidf *os.File, joinPID bool) error {
 		if err != nil {
 			err = fmt.Errorf("start peapod-enter: %w", err)
 		}
-		errc <- err
+		res <- started{p, err}
 	}()
-	return <-errc
+	r := <-res
+	return r.p, r.err
 }
 
 // ownPIDNamespace is a descriptor of the daemon's PID namespace, opened once.
