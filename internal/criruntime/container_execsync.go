@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -87,16 +88,27 @@ func (s *Service) execLean(ctx context.Context, rec containerRecord, args []stri
 	if b.unsupported != nil {
 		return -1, b.unsupported
 	}
+	b.mu.Lock()
+	if b.target == nil {
+		if b.target, err = enter.OpenTarget(rec.Pid, rec.CgroupPath); err != nil {
+			b.mu.Unlock()
+			return -1, err
+		}
+	}
+	b.users++
+	t := b.target
+	b.mu.Unlock()
+	defer b.release()
 	return enter.Run(ctx, enter.Request{
-		Helper: s.enter, ID: rec.ID, Pid: rec.Pid, CgroupsPath: rec.CgroupPath,
+		Helper: s.enter, ID: rec.ID, Target: t,
 		Spec: b.spec, Args: args, Seccomp: b.seccomp, SeccompFlags: b.seccompFlags,
 		Stdout: stdout, Stderr: stderr,
 	})
 }
 
-// execBundle is what every exec in a container starts from: its bundle,
-// which never changes once created, and its seccomp filter compiled, both
-// done once (a probe execs every period).
+// execBundle is what every exec in a container starts from, prepared once
+// (a probe execs every period): its bundle, which never changes once
+// created, its seccomp filter compiled, and its init process opened.
 type execBundle struct {
 	spec         *specs.Spec
 	seccomp      []byte
@@ -104,6 +116,34 @@ type execBundle struct {
 	// unsupported says why the lean path cannot run this container's
 	// processes (wrapping enter.ErrUnsupported).
 	unsupported error
+
+	mu     sync.Mutex
+	target *enter.Target // opened at the first exec
+	users  int           // execs using target
+	closed bool          // the container is gone: close target when unused
+}
+
+func (b *execBundle) release() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.users--
+	b.closeIfDone()
+}
+
+// close is called once the container is removed; a running exec keeps the
+// target open until it ends.
+func (b *execBundle) close() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.closed = true
+	b.closeIfDone()
+}
+
+func (b *execBundle) closeIfDone() {
+	if b.closed && b.users == 0 && b.target != nil {
+		b.target.Close()
+		b.target = nil
+	}
 }
 
 func (s *Service) execBundle(id string) (*execBundle, error) {
@@ -131,7 +171,9 @@ func (s *Service) execBundle(id string) (*execBundle, error) {
 			b.seccompFlags = uint64(prog.Flags)
 		}
 	}
-	s.execBundles.Store(id, b)
+	if prev, loaded := s.execBundles.LoadOrStore(id, b); loaded {
+		return prev.(*execBundle), nil
+	}
 	return b, nil
 }
 

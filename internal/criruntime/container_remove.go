@@ -69,7 +69,9 @@ func (s *Service) forgetContainer(id, name string) error {
 	delete(s.exited, id)
 	delete(s.deleted, id)
 	s.cpuRate.forget(id)
-	s.execBundles.Delete(id)
+	if b, ok := s.execBundles.LoadAndDelete(id); ok {
+		b.(*execBundle).close()
+	}
 	if s.names[name] == id {
 		delete(s.names, name)
 	}

@@ -42,17 +42,55 @@ var ErrUnsupported = errors.New("not supported by the lean exec path")
 // a child it left behind still holds the pipes (as runc exec's caller does).
 const waitDelay = 2 * time.Second
 
+// Target is a running container's init process, opened once for all the
+// commands run in it: a pidfd (which never reaches another process, however
+// PIDs are reused) and the process's cgroups.
+type Target struct {
+	pidf *os.File
+	cg   *cgroups
+}
+
+// OpenTarget opens the container's init process pid, after checking that it
+// is in the container's cgroup cgroupsPath (runc's cgroupsPath form).
+func OpenTarget(pid int, cgroupsPath string) (*Target, error) {
+	pidfd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		if errors.Is(err, unix.ENOSYS) {
+			return nil, fmt.Errorf("pidfd_open: %w", ErrUnsupported)
+		}
+		return nil, fmt.Errorf("open container process %d: %w", pid, err)
+	}
+	t := &Target{pidf: os.NewFile(uintptr(pidfd), "pidfd")}
+	if t.cg, err = containerCgroups(pid, cgroupsPath); err != nil {
+		t.Close()
+		return nil, err
+	}
+	// The process was alive after its cgroups were read through its PID, so
+	// that PID was not reused by then: the pidfd is the container's process.
+	if err := t.alive(); err != nil {
+		t.Close()
+		return nil, err
+	}
+	return t, nil
+}
+
+func (t *Target) alive() error {
+	if err := unix.PidfdSendSignal(int(t.pidf.Fd()), 0, nil, 0); err != nil {
+		return fmt.Errorf("container process: %w", err)
+	}
+	return nil
+}
+
+// Close releases the pidfd.
+func (t *Target) Close() error { return t.pidf.Close() }
+
 // Request is one command to run in a running container.
 type Request struct {
 	// Helper is peapod-enter.
 	Helper *Helper
-	// ID is the container's ID.
-	ID string
-	// Pid is the container's init process (host PID) and CgroupsPath the
-	// container's cgroup (runc's cgroupsPath form), which Run checks the
-	// process is in, so that a reused PID is never entered.
-	Pid         int
-	CgroupsPath string
+	// ID is the container's ID and Target its init process.
+	ID     string
+	Target *Target
 	// Spec is the container's bundle; its process is run with Args instead.
 	Spec *specs.Spec
 	Args []string
@@ -73,26 +111,11 @@ func Run(ctx context.Context, r Request) (int, error) {
 	if err != nil {
 		return -1, err
 	}
-	pidfd, err := unix.PidfdOpen(r.Pid, 0)
-	if err != nil {
-		if errors.Is(err, unix.ENOSYS) {
-			return -1, fmt.Errorf("pidfd_open: %w", ErrUnsupported)
-		}
-		return -1, fmt.Errorf("open container process %d: %w", r.Pid, err)
-	}
-	pidf := os.NewFile(uintptr(pidfd), "pidfd")
-	defer pidf.Close()
-	cg, err := containerCgroups(r.Pid, r.CgroupsPath)
-	if err != nil {
+	if err := r.Target.alive(); err != nil {
 		return -1, err
 	}
-	// The process was alive after its cgroups were read through its PID, so
-	// that PID was not reused by then: the pidfd is the container's process.
-	if err := unix.PidfdSendSignal(pidfd, 0, nil, 0); err != nil {
-		return -1, fmt.Errorf("container process %d: %w", r.Pid, err)
-	}
-	p.CgroupsV1 = cg.v1
-	return run(ctx, r, p, joinPID, cg, pidf)
+	p.CgroupsV1 = r.Target.cg.v1
+	return run(ctx, r, p, joinPID, r.Target.cg, r.Target.pidf)
 }
 
 func run(ctx context.Context, r Request, p *plan.Plan, joinPID bool, cg *cgroups, pidf *os.File) (int, error) {
