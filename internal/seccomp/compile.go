@@ -328,21 +328,75 @@ func (s *section) add(nr uint32, r rule) {
 
 // effective returns the rules libseccomp keeps for one syscall: the first
 // unconditional rule alone if there is one (it replaces conditional ones
-// and later rules cannot change it), else the conditional rules, which
-// must agree on the action: how libseccomp merges condition trees of
-// different actions is not reproduced here.
-func (sr *syscallRules) effective() ([]rule, error) {
+// and later rules cannot change it), else the conditional rules. Rules of
+// different actions must be disjoint, no arguments matching both: then the
+// action does not depend on how libseccomp merges their condition trees,
+// which is not reproduced here, and trying the rules in order gives it.
+// maxArg is the largest argument value the program compares.
+func (sr *syscallRules) effective(maxArg uint64) ([]rule, error) {
 	for _, r := range sr.rules {
 		if len(r.conds) == 0 {
 			return []rule{r}, nil
 		}
 	}
-	for _, r := range sr.rules[1:] {
-		if r.action != sr.rules[0].action {
-			return nil, unsupported("syscall %d has conditional rules with different actions", sr.nr)
+	for i, r := range sr.rules {
+		for _, o := range sr.rules[:i] {
+			if o.action != r.action && !disjoint(o, r, maxArg) {
+				return nil, unsupported("syscall %d has conditional rules with different actions that may overlap", sr.nr)
+			}
 		}
 	}
 	return sr.rules, nil
+}
+
+// disjoint says some argument has conditions in a and b that no value
+// satisfies both. Conditions are normalized (truncated on 32-bit ABIs,
+// MASKED_EQ data masked), so this holds for what the program compares.
+func disjoint(a, b rule, maxArg uint64) bool {
+	for _, x := range a.conds {
+		for _, y := range b.conds {
+			if x.arg == y.arg && (contradict(x, y, maxArg) || contradict(y, x, maxArg)) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// contradict proves that no value satisfies both x and y where that is
+// plain; false means not proved. Conditions no value satisfies prove
+// nothing: how libseccomp merges those is not worth guessing.
+func contradict(x, y cond, maxArg uint64) bool {
+	switch {
+	case x.op == specs.OpEqualTo && y.op == specs.OpNotEqual:
+		return x.datum == y.datum
+	case x.op == specs.OpEqualTo && y.op == specs.OpMaskedEqual:
+		return x.datum&y.mask != y.datum
+	case x.op == specs.OpMaskedEqual && y.op == specs.OpMaskedEqual:
+		// A bit both masks test, required set by one and clear by the other.
+		return (x.datum^y.datum)&x.mask&y.mask != 0
+	}
+	xlo, xhi, xok := interval(x, maxArg)
+	ylo, yhi, yok := interval(y, maxArg)
+	return xok && yok && (xlo > yhi || ylo > xhi)
+}
+
+// interval is the non-empty range of values up to maxArg satisfying c,
+// inclusive, for EQ and the ordering operators.
+func interval(c cond, maxArg uint64) (lo, hi uint64, ok bool) {
+	switch c.op {
+	case specs.OpEqualTo:
+		return c.datum, c.datum, true
+	case specs.OpLessThan:
+		return 0, c.datum - 1, c.datum > 0
+	case specs.OpLessEqual:
+		return 0, c.datum, true
+	case specs.OpGreaterThan:
+		return c.datum + 1, maxArg, c.datum < maxArg
+	case specs.OpGreaterEqual:
+		return c.datum, maxArg, true
+	}
+	return 0, 0, false
 }
 
 // stubWanted says whether runc prepends its -ENOSYS stub.

@@ -20,6 +20,23 @@
 //     argument conditions (ANDed, 64-bit values as two 32-bit halves), and
 //     falls back to the default action.
 //
+// Conditional rules of one syscall may have different actions only when
+// every two of them with different actions are disjoint, as proved on one
+// argument from the conditions compiled for each ABI (after i386's 32-bit
+// truncation and its socketcall/ipc rewrite of argument 0): EQ against NE
+// of the same value, against another EQ, or against a MASKED_EQ it fails;
+// two MASKED_EQ requiring a shared mask bit both set and clear; EQ and the
+// ordering operators with ranges that do not meet. Then no input matches
+// rules of two actions, and trying them in order gives libseccomp's answer
+// however it merges their condition trees. A rule without conditions
+// still replaces the conditional ones.
+//
+// Refused with ErrUnsupported (runc should apply the config instead):
+// notify actions and listenerPath, architectures other than x86_64, i386,
+// x32 and aarch64, flags other than LOG, SPEC_ALLOW and TSYNC, errnoRet
+// above 4095, conditional rules of one syscall with different actions not
+// proved disjoint, and programs over 4096 instructions.
+//
 // Jumps are built from short conditional jumps over one unconditional jump,
 // so no program is limited by the 8-bit conditional jump offsets.
 package seccomp

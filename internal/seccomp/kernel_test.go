@@ -40,7 +40,7 @@ func inKernel(t *testing.T, cfg *specs.LinuxSeccomp, calls [][7]uint64) []unix.E
 }
 
 func TestKernelDockerDefault(t *testing.T) {
-	cfg := dockerDefault(t)
+	cfg := dockerDefault(t, dockerCaps)
 	got := inKernel(t, cfg, [][7]uint64{
 		{unix.SYS_GETPID},
 		{unix.SYS_ADD_KEY},
@@ -52,6 +52,21 @@ func TestKernelDockerDefault(t *testing.T) {
 		{462}, // mseal: unknown to libseccomp 2.5.4, so the stub's ENOSYS
 	})
 	want := []unix.Errno{0, unix.ENOSYS, unix.EPERM, unix.EPERM, unix.EBADF, 0, unix.ENOSYS, unix.ENOSYS}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("call %d: errno %v, want %v", i, got[i], want[i])
+		}
+	}
+}
+
+func TestKernelDockerDefaultWithoutAuditWrite(t *testing.T) {
+	got := inKernel(t, dockerDefault(t, noAuditWrite), [][7]uint64{
+		{unix.SYS_SOCKET, unix.AF_NETLINK, unix.SOCK_RAW, unix.NETLINK_AUDIT},
+		{unix.SYS_SOCKET, unix.AF_NETLINK, unix.SOCK_RAW, unix.NETLINK_ROUTE},
+		{unix.SYS_SOCKET, unix.AF_INET, unix.SOCK_STREAM, 9}, // the kernel's answer
+		{unix.SYS_GETPID},
+	})
+	want := []unix.Errno{unix.EINVAL, 0, unix.EPROTONOSUPPORT, 0}
 	for i := range want {
 		if got[i] != want[i] {
 			t.Errorf("call %d: errno %v, want %v", i, got[i], want[i])

@@ -302,6 +302,50 @@ func TestRulesAndOrAnd(t *testing.T) {
 	}
 }
 
+// cmp is a one-condition rule list for the tests below.
+func cmp(arg uint, op specs.LinuxSeccompOperator, value, two uint64) []specs.LinuxSeccompArg {
+	return []specs.LinuxSeccompArg{{Index: arg, Op: op, Value: value, ValueTwo: two}}
+}
+
+func TestDisjointActions(t *testing.T) {
+	const hi = uint64(1) << 32
+	eacces := retErrno | uint32(unix.EACCES)
+	for _, c := range []struct {
+		what        string
+		allow, deny []specs.LinuxSeccompArg
+		// arg0 values and the action each gets.
+		allowed, denied, neither []uint64
+	}{
+		{"EQ and NE", cmp(0, specs.OpNotEqual, 5, 0), cmp(0, specs.OpEqualTo, 5, 0),
+			[]uint64{4, 5 + hi}, []uint64{5}, nil},
+		{"EQ and EQ", cmp(0, specs.OpEqualTo, 5, 0), cmp(0, specs.OpEqualTo, 5+hi, 0),
+			[]uint64{5}, []uint64{5 + hi}, []uint64{6}},
+		{"MASKED_EQ and MASKED_EQ", cmp(0, specs.OpMaskedEqual, 0xff, 0x12), cmp(0, specs.OpMaskedEqual, 0xf0f, 0x21f),
+			[]uint64{0x512, 0xe12}, []uint64{0x21f, 0x2ff}, []uint64{0x11f}},
+		{"EQ and MASKED_EQ", cmp(0, specs.OpMaskedEqual, 0xf, 3), cmp(0, specs.OpEqualTo, 4, 0),
+			[]uint64{3, 0x13}, []uint64{4}, []uint64{5}},
+		{"LT and GE", cmp(0, specs.OpLessThan, 5+hi, 0), cmp(0, specs.OpGreaterEqual, 5+hi, 0),
+			[]uint64{0, 4 + hi}, []uint64{5 + hi, ^uint64(0)}, nil},
+		{"LE and GT", cmp(0, specs.OpGreaterThan, 7, 0), cmp(0, specs.OpLessEqual, 7, 0),
+			[]uint64{8, hi}, []uint64{0, 7}, nil},
+		{"EQ and GT", cmp(0, specs.OpGreaterThan, 7, 0), cmp(0, specs.OpEqualTo, 7, 0),
+			[]uint64{8}, []uint64{7}, []uint64{6}},
+	} {
+		prog := compile(t, &specs.LinuxSeccomp{DefaultAction: specs.ActErrno, Architectures: []specs.Arch{specs.ArchX86_64},
+			Syscalls: []specs.LinuxSyscall{
+				{Names: []string{"umask"}, Action: specs.ActAllow, Args: c.allow},
+				{Names: []string{"umask"}, Action: specs.ActErrno, ErrnoRet: uptr(uint(unix.EACCES)), Args: c.deny},
+			}})
+		for want, values := range map[uint32][]uint64{retAllow: c.allowed, eacces: c.denied, errnoEPERM: c.neither} {
+			for _, v := range values {
+				if got := run(t, prog, auditArchX86_64, 95, v); got != want {
+					t.Errorf("%s: arg0 %#x got %#x, want %#x", c.what, v, got, want)
+				}
+			}
+		}
+	}
+}
+
 func TestUnsupported(t *testing.T) {
 	for what, cfg := range map[string]*specs.LinuxSeccomp{
 		"notify":   {DefaultAction: specs.ActErrno, Syscalls: []specs.LinuxSyscall{{Names: []string{"getpid"}, Action: specs.ActNotify}}},
@@ -310,8 +354,25 @@ func TestUnsupported(t *testing.T) {
 		"flag":     {DefaultAction: specs.ActErrno, Flags: []specs.LinuxSeccompFlag{specs.LinuxSeccompFlagWaitKillableRecv}},
 		"mixed conditional actions": {DefaultAction: specs.ActErrno, Syscalls: []specs.LinuxSyscall{
 			{Names: []string{"getpid"}, Action: specs.ActAllow, Args: []specs.LinuxSeccompArg{{Index: 0, Op: specs.OpEqualTo, Value: 1}}},
-			{Names: []string{"getpid"}, Action: specs.ActKillProcess, Args: []specs.LinuxSeccompArg{{Index: 0, Op: specs.OpEqualTo, Value: 2}}},
+			{Names: []string{"getpid"}, Action: specs.ActKillProcess, Args: []specs.LinuxSeccompArg{{Index: 1, Op: specs.OpEqualTo, Value: 2}}},
 		}},
+		"overlapping EQ and NE": mixed(specs.ArchX86_64, cmp(0, specs.OpEqualTo, 1, 0), cmp(0, specs.OpNotEqual, 2, 0)),
+		"overlapping MASKED_EQ": mixed(specs.ArchX86_64, cmp(0, specs.OpMaskedEqual, 0xf0, 0x10), cmp(0, specs.OpMaskedEqual, 0x0f, 0x01)),
+		"overlapping LT and GT": mixed(specs.ArchX86_64, cmp(0, specs.OpLessThan, 5, 0), cmp(0, specs.OpGreaterThan, 3, 0)),
+		"overlapping NE and NE": mixed(specs.ArchX86_64, cmp(0, specs.OpNotEqual, 5, 0), cmp(0, specs.OpNotEqual, 6, 0)),
+		// No value is below 0: a rule that never matches proves nothing.
+		"unsatisfiable LT 0": mixed(specs.ArchX86_64, cmp(0, specs.OpLessThan, 0, 0), cmp(0, specs.OpEqualTo, 0, 0)),
+		// Disjoint in 64 bits, the same in i386's 32.
+		"equal once truncated": mixed(specs.ArchX86, cmp(0, specs.OpEqualTo, 1, 0), cmp(0, specs.OpEqualTo, 1+1<<32, 0)),
+		// On i386 the socketcall rules lose their arg0 conditions, so
+		// "arg0 != 16" becomes "socketcall is SYS_SOCKET", which overlaps
+		// the EINVAL rule (libseccomp fails with EEXIST here).
+		"socketcall rewrite": {DefaultAction: specs.ActErrno, Architectures: []specs.Arch{specs.ArchX86_64, specs.ArchX86},
+			Syscalls: []specs.LinuxSyscall{
+				{Names: []string{"socket"}, Action: specs.ActErrno, ErrnoRet: uptr(uint(unix.EINVAL)), Args: []specs.LinuxSeccompArg{
+					{Index: 0, Op: specs.OpEqualTo, Value: 16}, {Index: 2, Op: specs.OpEqualTo, Value: 9}}},
+				{Names: []string{"socket"}, Action: specs.ActAllow, Args: cmp(0, specs.OpNotEqual, 16, 0)},
+			}},
 	} {
 		if _, err := Compile(cfg); !errors.Is(err, ErrUnsupported) {
 			t.Errorf("%s: got %v, want ErrUnsupported", what, err)
@@ -330,9 +391,28 @@ func TestUnsupported(t *testing.T) {
 	}
 }
 
+// mixed is a config with an ALLOW and a KILL_PROCESS rule for umask on
+// arch (and x86_64).
+func mixed(arch specs.Arch, allow, kill []specs.LinuxSeccompArg) *specs.LinuxSeccomp {
+	return &specs.LinuxSeccomp{DefaultAction: specs.ActErrno, Architectures: []specs.Arch{specs.ArchX86_64, arch},
+		Syscalls: []specs.LinuxSyscall{
+			{Names: []string{"umask"}, Action: specs.ActAllow, Args: allow},
+			{Names: []string{"umask"}, Action: specs.ActKillProcess, Args: kill},
+		}}
+}
+
+// dockerCaps are Docker's default capabilities.
+var dockerCaps = []string{"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
+	"CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT",
+	"CAP_KILL", "CAP_AUDIT_WRITE"}
+
+// noAuditWrite are Docker's default capabilities but CAP_AUDIT_WRITE, for
+// which the profile has socket rules of two actions.
+var noAuditWrite = slices.DeleteFunc(slices.Clone(dockerCaps), func(c string) bool { return c == "CAP_AUDIT_WRITE" })
+
 // dockerDefault builds the OCI config criruntime builds from its embedded
-// RuntimeDefault profile for a container with Docker's default capabilities.
-func dockerDefault(t testing.TB) *specs.LinuxSeccomp {
+// RuntimeDefault profile for a container with the capabilities caps.
+func dockerDefault(t testing.TB, caps []string) *specs.LinuxSeccomp {
 	t.Helper()
 	data, err := os.ReadFile("testdata/docker_default.json")
 	if err != nil {
@@ -357,9 +437,6 @@ func dockerDefault(t testing.TB) *specs.LinuxSeccomp {
 	if err := json.Unmarshal(data, &p); err != nil {
 		t.Fatal(err)
 	}
-	caps := []string{"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
-		"CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT",
-		"CAP_KILL", "CAP_AUDIT_WRITE"}
 	out := &specs.LinuxSeccomp{DefaultAction: p.DefaultAction, DefaultErrnoRet: p.DefaultErrnoRet,
 		Architectures: []specs.Arch{specs.ArchX86_64, specs.ArchX86, specs.ArchX32}}
 	for _, sc := range p.Syscalls {
@@ -382,7 +459,7 @@ func dockerDefault(t testing.TB) *specs.LinuxSeccomp {
 }
 
 func TestDockerDefaultInterpreted(t *testing.T) {
-	cfg := dockerDefault(t)
+	cfg := dockerDefault(t, dockerCaps)
 	p, err := Compile(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -406,6 +483,41 @@ func TestDockerDefaultInterpreted(t *testing.T) {
 		{"mseal", 462, nil, errnoENOSYS},
 	} {
 		if got := run(t, p.Filter, auditArchX86_64, c.nr, c.args...); got != c.want {
+			t.Errorf("%s: got %#x, want %#x", c.what, got, c.want)
+		}
+	}
+}
+
+func TestDockerDefaultWithoutAuditWriteInterpreted(t *testing.T) {
+	p, err := Compile(dockerDefault(t, noAuditWrite))
+	if err != nil {
+		t.Fatal(err)
+	}
+	einval := retErrno | uint32(unix.EINVAL)
+	const hi = uint64(1) << 32
+	for _, c := range []struct {
+		what     string
+		arch, nr uint32
+		args     []uint64
+		want     uint32
+	}{
+		{"socket(AF_NETLINK, NETLINK_AUDIT)", auditArchX86_64, 41, []uint64{unix.AF_NETLINK, unix.SOCK_RAW, unix.NETLINK_AUDIT}, einval},
+		{"socket(AF_NETLINK, NETLINK_ROUTE)", auditArchX86_64, 41, []uint64{unix.AF_NETLINK, unix.SOCK_RAW, unix.NETLINK_ROUTE}, retAllow},
+		{"socket(AF_INET, 9)", auditArchX86_64, 41, []uint64{unix.AF_INET, unix.SOCK_STREAM, 9}, retAllow},
+		{"socket(AF_NETLINK in 64 bits, NETLINK_AUDIT)", auditArchX86_64, 41, []uint64{unix.AF_NETLINK + hi, unix.SOCK_RAW, unix.NETLINK_AUDIT}, retAllow},
+		{"x32 socket(AF_NETLINK, NETLINK_AUDIT)", auditArchX86_64, 41 | x32Bit, []uint64{unix.AF_NETLINK, unix.SOCK_RAW, unix.NETLINK_AUDIT}, einval},
+		{"x32 socket(AF_NETLINK, NETLINK_ROUTE)", auditArchX86_64, 41 | x32Bit, []uint64{unix.AF_NETLINK, unix.SOCK_RAW, unix.NETLINK_ROUTE}, retAllow},
+		{"i386 socket(AF_NETLINK, NETLINK_AUDIT)", auditArchI386, 359, []uint64{unix.AF_NETLINK, unix.SOCK_RAW, unix.NETLINK_AUDIT}, einval},
+		// i386 compares the low halves only.
+		{"i386 socket(AF_NETLINK in 64 bits, NETLINK_AUDIT)", auditArchI386, 359, []uint64{unix.AF_NETLINK + hi, unix.SOCK_RAW, unix.NETLINK_AUDIT}, einval},
+		{"i386 socket(AF_NETLINK, NETLINK_ROUTE)", auditArchI386, 359, []uint64{unix.AF_NETLINK, unix.SOCK_RAW, unix.NETLINK_ROUTE}, retAllow},
+		{"i386 socket(AF_INET, 9)", auditArchI386, 359, []uint64{unix.AF_INET, unix.SOCK_STREAM, 9}, retAllow},
+		// The profile allows socketcall outright; that rule wins over the
+		// socket rules rewritten onto it.
+		{"i386 socketcall(SYS_SOCKET)", auditArchI386, 102, []uint64{1, 0, unix.NETLINK_AUDIT}, retAllow},
+		{"getpid", auditArchX86_64, 39, nil, retAllow},
+	} {
+		if got := run(t, p.Filter, c.arch, c.nr, c.args...); got != c.want {
 			t.Errorf("%s: got %#x, want %#x", c.what, got, c.want)
 		}
 	}
