@@ -209,14 +209,9 @@ func (b *builder) section(s *section, defAct uint32) error {
 		nrs = append(nrs, nr)
 	}
 	sort.Slice(nrs, func(i, j int) bool { return nrs[i] < nrs[j] })
-	is32 := len(s.abis) == 1 && s.abis[0].is32
-	maxArg := ^uint64(0)
-	if is32 {
-		maxArg = 0xffffffff
-	}
 	leaves := make([]leaf, len(nrs))
 	for i, nr := range nrs {
-		rules, err := s.syscalls[nr].effective(maxArg)
+		rules, err := s.syscalls[nr].effective()
 		if err != nil {
 			return err
 		}
@@ -226,6 +221,7 @@ func (b *builder) section(s *section, defAct uint32) error {
 		}
 	}
 	b.search(leaves, defAct)
+	is32 := len(s.abis) == 1 && s.abis[0].is32
 	for _, l := range leaves {
 		if l.target == noLabel {
 			continue

@@ -332,8 +332,7 @@ func (s *section) add(nr uint32, r rule) {
 // different actions must be disjoint, no arguments matching both: then the
 // action does not depend on how libseccomp merges their condition trees,
 // which is not reproduced here, and trying the rules in order gives it.
-// maxArg is the largest argument value the program compares.
-func (sr *syscallRules) effective(maxArg uint64) ([]rule, error) {
+func (sr *syscallRules) effective() ([]rule, error) {
 	for _, r := range sr.rules {
 		if len(r.conds) == 0 {
 			return []rule{r}, nil
@@ -341,7 +340,7 @@ func (sr *syscallRules) effective(maxArg uint64) ([]rule, error) {
 	}
 	for i, r := range sr.rules {
 		for _, o := range sr.rules[:i] {
-			if o.action != r.action && !disjoint(o, r, maxArg) {
+			if o.action != r.action && !disjoint(o, r) {
 				return nil, unsupported("syscall %d has conditional rules with different actions that may overlap", sr.nr)
 			}
 		}
@@ -352,10 +351,10 @@ func (sr *syscallRules) effective(maxArg uint64) ([]rule, error) {
 // disjoint says some argument has conditions in a and b that no value
 // satisfies both. Conditions are normalized (truncated on 32-bit ABIs,
 // MASKED_EQ data masked), so this holds for what the program compares.
-func disjoint(a, b rule, maxArg uint64) bool {
+func disjoint(a, b rule) bool {
 	for _, x := range a.conds {
 		for _, y := range b.conds {
-			if x.arg == y.arg && (contradict(x, y, maxArg) || contradict(y, x, maxArg)) {
+			if x.arg == y.arg && (contradict(x, y) || contradict(y, x)) {
 				return true
 			}
 		}
@@ -364,10 +363,13 @@ func disjoint(a, b rule, maxArg uint64) bool {
 }
 
 // contradict proves that no value satisfies both x and y where that is
-// plain; false means not proved. Conditions no value satisfies prove
-// nothing: how libseccomp merges those is not worth guessing.
-func contradict(x, y cond, maxArg uint64) bool {
+// plain; false means not proved. Ordering operators prove nothing:
+// libseccomp 2.5.4 compares 64-bit values with them unlike the exact
+// comparison, and merging trees of different actions does not keep to it.
+func contradict(x, y cond) bool {
 	switch {
+	case x.op == specs.OpEqualTo && y.op == specs.OpEqualTo:
+		return x.datum != y.datum
 	case x.op == specs.OpEqualTo && y.op == specs.OpNotEqual:
 		return x.datum == y.datum
 	case x.op == specs.OpEqualTo && y.op == specs.OpMaskedEqual:
@@ -376,27 +378,7 @@ func contradict(x, y cond, maxArg uint64) bool {
 		// A bit both masks test, required set by one and clear by the other.
 		return (x.datum^y.datum)&x.mask&y.mask != 0
 	}
-	xlo, xhi, xok := interval(x, maxArg)
-	ylo, yhi, yok := interval(y, maxArg)
-	return xok && yok && (xlo > yhi || ylo > xhi)
-}
-
-// interval is the non-empty range of values up to maxArg satisfying c,
-// inclusive, for EQ and the ordering operators.
-func interval(c cond, maxArg uint64) (lo, hi uint64, ok bool) {
-	switch c.op {
-	case specs.OpEqualTo:
-		return c.datum, c.datum, true
-	case specs.OpLessThan:
-		return 0, c.datum - 1, c.datum > 0
-	case specs.OpLessEqual:
-		return 0, c.datum, true
-	case specs.OpGreaterThan:
-		return c.datum + 1, maxArg, c.datum < maxArg
-	case specs.OpGreaterEqual:
-		return c.datum, maxArg, true
-	}
-	return 0, 0, false
+	return false
 }
 
 // stubWanted says whether runc prepends its -ENOSYS stub.

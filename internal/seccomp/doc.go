@@ -25,8 +25,9 @@
 // argument from the conditions compiled for each ABI (after i386's 32-bit
 // truncation and its socketcall/ipc rewrite of argument 0): EQ against NE
 // of the same value, against another EQ, or against a MASKED_EQ it fails;
-// two MASKED_EQ requiring a shared mask bit both set and clear; EQ and the
-// ordering operators with ranges that do not meet. Then no input matches
+// two MASKED_EQ requiring a shared mask bit both set and clear (ordering
+// operators prove nothing: libseccomp's 64-bit ones are inexact and merge
+// differently). Then no input matches
 // rules of two actions, and trying them in order gives libseccomp's answer
 // however it merges their condition trees. A rule without conditions
 // still replaces the conditional ones.

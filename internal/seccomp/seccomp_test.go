@@ -324,12 +324,6 @@ func TestDisjointActions(t *testing.T) {
 			[]uint64{0x512, 0xe12}, []uint64{0x21f, 0x2ff}, []uint64{0x11f}},
 		{"EQ and MASKED_EQ", cmp(0, specs.OpMaskedEqual, 0xf, 3), cmp(0, specs.OpEqualTo, 4, 0),
 			[]uint64{3, 0x13}, []uint64{4}, []uint64{5}},
-		{"LT and GE", cmp(0, specs.OpLessThan, 5+hi, 0), cmp(0, specs.OpGreaterEqual, 5+hi, 0),
-			[]uint64{0, 4 + hi}, []uint64{5 + hi, ^uint64(0)}, nil},
-		{"LE and GT", cmp(0, specs.OpGreaterThan, 7, 0), cmp(0, specs.OpLessEqual, 7, 0),
-			[]uint64{8, hi}, []uint64{0, 7}, nil},
-		{"EQ and GT", cmp(0, specs.OpGreaterThan, 7, 0), cmp(0, specs.OpEqualTo, 7, 0),
-			[]uint64{8}, []uint64{7}, []uint64{6}},
 	} {
 		prog := compile(t, &specs.LinuxSeccomp{DefaultAction: specs.ActErrno, Architectures: []specs.Arch{specs.ArchX86_64},
 			Syscalls: []specs.LinuxSyscall{
@@ -358,10 +352,10 @@ func TestUnsupported(t *testing.T) {
 		}},
 		"overlapping EQ and NE": mixed(specs.ArchX86_64, cmp(0, specs.OpEqualTo, 1, 0), cmp(0, specs.OpNotEqual, 2, 0)),
 		"overlapping MASKED_EQ": mixed(specs.ArchX86_64, cmp(0, specs.OpMaskedEqual, 0xf0, 0x10), cmp(0, specs.OpMaskedEqual, 0x0f, 0x01)),
-		"overlapping LT and GT": mixed(specs.ArchX86_64, cmp(0, specs.OpLessThan, 5, 0), cmp(0, specs.OpGreaterThan, 3, 0)),
 		"overlapping NE and NE": mixed(specs.ArchX86_64, cmp(0, specs.OpNotEqual, 5, 0), cmp(0, specs.OpNotEqual, 6, 0)),
-		// No value is below 0: a rule that never matches proves nothing.
-		"unsatisfiable LT 0": mixed(specs.ArchX86_64, cmp(0, specs.OpLessThan, 0, 0), cmp(0, specs.OpEqualTo, 0, 0)),
+		// Disjoint, but libseccomp 2.5.4 allows arg0 0xffffffff here.
+		"ordering operators": mixed(specs.ArchX86_64, cmp(0, specs.OpGreaterThan, 1<<32, 0), cmp(0, specs.OpLessEqual, 0xff, 0)),
+		"EQ and LT":          mixed(specs.ArchX86_64, cmp(0, specs.OpLessThan, 5, 0), cmp(0, specs.OpEqualTo, 5, 0)),
 		// Disjoint in 64 bits, the same in i386's 32.
 		"equal once truncated": mixed(specs.ArchX86, cmp(0, specs.OpEqualTo, 1, 0), cmp(0, specs.OpEqualTo, 1+1<<32, 0)),
 		// On i386 the socketcall rules lose their arg0 conditions, so
