@@ -209,9 +209,10 @@ func (b *builder) section(s *section, defAct uint32) error {
 		nrs = append(nrs, nr)
 	}
 	sort.Slice(nrs, func(i, j int) bool { return nrs[i] < nrs[j] })
+	is32 := len(s.abis) == 1 && s.abis[0].is32
 	leaves := make([]leaf, len(nrs))
 	for i, nr := range nrs {
-		rules, err := s.syscalls[nr].effective()
+		rules, err := s.syscalls[nr].effective(is32)
 		if err != nil {
 			return err
 		}
@@ -221,7 +222,6 @@ func (b *builder) section(s *section, defAct uint32) error {
 		}
 	}
 	b.search(leaves, defAct)
-	is32 := len(s.abis) == 1 && s.abis[0].is32
 	for _, l := range leaves {
 		if l.target == noLabel {
 			continue

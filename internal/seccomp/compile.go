@@ -332,20 +332,45 @@ func (s *section) add(nr uint32, r rule) {
 // different actions must be disjoint, no arguments matching both: then the
 // action does not depend on how libseccomp merges their condition trees,
 // which is not reproduced here, and trying the rules in order gives it.
-func (sr *syscallRules) effective() ([]rule, error) {
+func (sr *syscallRules) effective(is32 bool) ([]rule, error) {
 	for _, r := range sr.rules {
 		if len(r.conds) == 0 {
 			return []rule{r}, nil
 		}
 	}
+	mixed := false
 	for i, r := range sr.rules {
 		for _, o := range sr.rules[:i] {
 			if o.action != r.action && !disjoint(o, r) {
 				return nil, unsupported("syscall %d has conditional rules with different actions that may overlap", sr.nr)
 			}
+			mixed = mixed || o.action != r.action
 		}
 	}
+	if mixed && unmergeable(sr.rules, is32) {
+		return nil, unsupported("syscall %d has conditional rules with different actions and comparisons libseccomp merges inexactly", sr.nr)
+	}
 	return sr.rules, nil
+}
+
+// unmergeable says some rule compares with LT, LE, GT or GE, or, on a
+// 32-bit ABI, MASKED_EQ: merged into trees of different actions these
+// change the outcome of other rules in libseccomp 2.5.4 (seen against
+// libseccomp itself on random rule sets), so mixed actions leave them out.
+func unmergeable(rules []rule, is32 bool) bool {
+	for _, r := range rules {
+		for _, c := range r.conds {
+			switch c.op {
+			case specs.OpLessThan, specs.OpLessEqual, specs.OpGreaterThan, specs.OpGreaterEqual:
+				return true
+			case specs.OpMaskedEqual:
+				if is32 {
+					return true
+				}
+			}
+		}
+	}
+	return false
 }
 
 // disjoint says some argument has conditions in a and b that no value
@@ -363,9 +388,7 @@ func disjoint(a, b rule) bool {
 }
 
 // contradict proves that no value satisfies both x and y where that is
-// plain; false means not proved. Ordering operators prove nothing:
-// libseccomp 2.5.4 compares 64-bit values with them unlike the exact
-// comparison, and merging trees of different actions does not keep to it.
+// plain; false means not proved.
 func contradict(x, y cond) bool {
 	switch {
 	case x.op == specs.OpEqualTo && y.op == specs.OpEqualTo:

@@ -25,9 +25,10 @@
 // argument from the conditions compiled for each ABI (after i386's 32-bit
 // truncation and its socketcall/ipc rewrite of argument 0): EQ against NE
 // of the same value, against another EQ, or against a MASKED_EQ it fails;
-// two MASKED_EQ requiring a shared mask bit both set and clear (ordering
-// operators prove nothing: libseccomp's 64-bit ones are inexact and merge
-// differently). Then no input matches
+// two MASKED_EQ requiring a shared mask bit both set and clear; and no rule
+// of the syscall uses an ordering operator, nor on i386 MASKED_EQ (merged
+// with other actions, libseccomp changes other rules' outcome for these).
+// Then no input matches
 // rules of two actions, and trying them in order gives libseccomp's answer
 // however it merges their condition trees. A rule without conditions
 // still replaces the conditional ones.
@@ -36,7 +37,8 @@
 // notify actions and listenerPath, architectures other than x86_64, i386,
 // x32 and aarch64, flags other than LOG, SPEC_ALLOW and TSYNC, errnoRet
 // above 4095, conditional rules of one syscall with different actions not
-// proved disjoint, and programs over 4096 instructions.
+// proved disjoint or using those operators, and programs over 4096
+// instructions.
 //
 // Jumps are built from short conditional jumps over one unconditional jump,
 // so no program is limited by the 8-bit conditional jump offsets.

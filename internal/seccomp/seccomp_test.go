@@ -356,6 +356,20 @@ func TestUnsupported(t *testing.T) {
 		// Disjoint, but libseccomp 2.5.4 allows arg0 0xffffffff here.
 		"ordering operators": mixed(specs.ArchX86_64, cmp(0, specs.OpGreaterThan, 1<<32, 0), cmp(0, specs.OpLessEqual, 0xff, 0)),
 		"EQ and LT":          mixed(specs.ArchX86_64, cmp(0, specs.OpLessThan, 5, 0), cmp(0, specs.OpEqualTo, 5, 0)),
+		// Disjoint on arg1, but libseccomp 2.5.4 allows 0, 1 here.
+		"ordering operator beside a proof": {DefaultAction: specs.ActErrno, Architectures: []specs.Arch{specs.ArchX86_64},
+			Syscalls: []specs.LinuxSyscall{
+				{Names: []string{"umask"}, Action: specs.ActKillProcess, Args: cmp(1, specs.OpEqualTo, 0xf0, 0)},
+				{Names: []string{"umask"}, Action: specs.ActAllow, Args: []specs.LinuxSeccompArg{
+					{Index: 0, Op: specs.OpGreaterEqual, Value: 0xffffffff}, {Index: 1, Op: specs.OpNotEqual, Value: 0xf0}}},
+				{Names: []string{"umask"}, Action: specs.ActAllow, Args: []specs.LinuxSeccompArg{
+					{Index: 0, Op: specs.OpLessEqual, Value: ^uint64(0)}, {Index: 1, Op: specs.OpEqualTo, Value: 2}}},
+				{Names: []string{"umask"}, Action: specs.ActAllow, Args: cmp(1, specs.OpEqualTo, 0xff, 0)},
+			}},
+		// Disjoint, but libseccomp 2.5.4 kills i386 umask(1, 0) here.
+		"MASKED_EQ on i386": mixed(specs.ArchX86, []specs.LinuxSeccompArg{
+			{Index: 0, Op: specs.OpNotEqual, Value: 1 << 32}, {Index: 1, Op: specs.OpEqualTo, Value: 2}}, []specs.LinuxSeccompArg{
+			{Index: 1, Op: specs.OpMaskedEqual, Value: ^uint64(0)}, {Index: 0, Op: specs.OpMaskedEqual, Value: 0xffffffff}}),
 		// Disjoint in 64 bits, the same in i386's 32.
 		"equal once truncated": mixed(specs.ArchX86, cmp(0, specs.OpEqualTo, 1, 0), cmp(0, specs.OpEqualTo, 1+1<<32, 0)),
 		// On i386 the socketcall rules lose their arg0 conditions, so
