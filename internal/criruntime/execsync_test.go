@@ -117,12 +117,17 @@ func TestExecLeanMatchesRunc(t *testing.T) {
 // denies by condition on their arguments, or does not know (runc's ENOSYS
 // stub), and a foreign architecture, give the same results both ways; for
 // root and for a non-root user with no-new-privileges (the filter is then
-// loaded after the capabilities are dropped).
+// loaded after the capabilities are dropped), and with every capability
+// dropped.
 func TestExecLeanSeccompMatchesRunc(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
 	sbc := e.sandboxConfig("leansec", runtimeapi.NamespaceMode_POD)
 	sb := e.runSandbox(sbc)
+	// The probe must be reachable without CAP_DAC_OVERRIDE.
+	if err := os.Chmod(binDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	probe := func(name string) *runtimeapi.ContainerConfig {
 		c := containerConfig(name, runtimeapi.NamespaceMode_POD, "sleep", "1000")
 		c.Linux.SecurityContext.Seccomp = &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_RuntimeDefault}
@@ -132,9 +137,16 @@ func TestExecLeanSeccompMatchesRunc(t *testing.T) {
 	nonRoot := probe("nonroot")
 	nonRoot.Linux.SecurityContext.RunAsUser = &runtimeapi.Int64Value{Value: 1000}
 	nonRoot.Linux.SecurityContext.NoNewPrivs = true
+	// The restricted Pod Security Standard: no capabilities at all (the
+	// profile's socket rules then differ by argument).
+	restricted := probe("restricted")
+	restricted.Linux.SecurityContext.RunAsUser = &runtimeapi.Int64Value{Value: 1000}
+	restricted.Linux.SecurityContext.NoNewPrivs = true
+	restricted.Linux.SecurityContext.Capabilities = &runtimeapi.Capability{DropCapabilities: []string{"ALL"}}
 	ids := map[string]string{
-		"root":    e.runContainer(sb, sbc, probe("root")),
-		"nonroot": e.runContainer(sb, sbc, nonRoot),
+		"root":       e.runContainer(sb, sbc, probe("root")),
+		"nonroot":    e.runContainer(sb, sbc, nonRoot),
+		"restricted": e.runContainer(sb, sbc, restricted),
 	}
 	for name, id := range ids {
 		for _, cmd := range [][]string{{"/probe/sysprobe"}, {"sh", "-c", describeSelf}} {
