@@ -60,7 +60,29 @@ func run(m *testing.M) int {
 		"--comment", "peapod: masquerade the pods of "+e2eBridge, "-j", chain).Run()
 	_ = exec.Command("iptables", "-w", "-t", "nat", "-F", chain).Run()
 	_ = exec.Command("iptables", "-w", "-t", "nat", "-X", chain).Run()
+	// And the run's cgroup root with its QoS parents, empty once every pod
+	// is gone (the leak checks fail a test that leaves a pod's cgroup).
+	removeCgroupRoot(e2eCgroupRoot)
 	return code
+}
+
+// removeCgroupRoot removes the empty cgroup directories of root in every
+// hierarchy, deepest first.
+func removeCgroupRoot(root string) {
+	dirs, _ := filepath.Glob("/sys/fs/cgroup/*" + root)
+	dirs = append(dirs, "/sys/fs/cgroup"+root)
+	for _, dir := range dirs {
+		var all []string
+		filepath.WalkDir(dir, func(path string, e os.DirEntry, err error) error {
+			if err == nil && e.IsDir() {
+				all = append(all, path)
+			}
+			return nil
+		})
+		for i := len(all) - 1; i >= 0; i-- {
+			_ = os.Remove(all[i])
+		}
+	}
 }
 
 func prerequisites() error {
