@@ -377,24 +377,12 @@ func replaceOption(opts []string, old, new string) []string {
 	return out
 }
 
-// capabilityNames lists every capability the kernel headers of runc 1.1 know.
-var capabilityNames = []string{
-	"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL",
-	"CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE", "CAP_NET_BIND_SERVICE",
-	"CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE",
-	"CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE", "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT",
-	"CAP_SYS_NICE", "CAP_SYS_RESOURCE", "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE",
-	"CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN",
-	"CAP_SYSLOG", "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF",
-	"CAP_CHECKPOINT_RESTORE",
-}
-
 // allCapabilities is every capability the runtime itself has (its bounding
 // set), as containerd grants a privileged container or "ALL": asking for one
 // the runtime lacks (CAP_SYS_RESOURCE in some sandboxes) would make runc fail.
 func allCapabilities() []string {
 	ownCapsOnce.Do(func() {
-		ownCaps = append([]string{}, capabilityNames...)
+		ownCaps = append([]string{}, oci.CapabilityNames...)
 		data, err := os.ReadFile("/proc/self/status")
 		if err != nil {
 			return
@@ -409,7 +397,7 @@ func allCapabilities() []string {
 				return
 			}
 			ownCaps = ownCaps[:0]
-			for i, name := range capabilityNames {
+			for i, name := range oci.CapabilityNames {
 				if mask&(1<<uint(i)) != 0 {
 					ownCaps = append(ownCaps, name)
 				}
@@ -435,7 +423,7 @@ func adjustCapabilities(base, add, drop []string) ([]string, error) {
 		if !strings.HasPrefix(c, "CAP_") {
 			c = "CAP_" + c
 		}
-		for _, k := range capabilityNames {
+		for _, k := range oci.CapabilityNames {
 			if k == c {
 				return c, nil
 			}
@@ -471,7 +459,7 @@ func adjustCapabilities(base, add, drop []string) ([]string, error) {
 		set[n] = true
 	}
 	var out []string
-	for _, k := range capabilityNames {
+	for _, k := range oci.CapabilityNames {
 		if set[k] {
 			out = append(out, k)
 		}
