@@ -2,25 +2,24 @@ package enter
 
 import (
 	"os"
-	"path/filepath"
+	"strings"
 	"testing"
+
+	"github.com/moby/sys/mountinfo"
 )
 
-func TestReadCgroupMounts(t *testing.T) {
+func TestCgroupMounts(t *testing.T) {
 	info := `24 31 0:22 / /sys/fs/cgroup ro,nosuid,nodev,noexec shared:9 - tmpfs tmpfs ro,mode=755
 25 24 0:23 / /sys/fs/cgroup/unified rw,nosuid,nodev,noexec,relatime shared:10 - cgroup2 cgroup2 rw,nsdelegate
 26 24 0:24 / /sys/fs/cgroup/systemd rw,nosuid shared:11 - cgroup cgroup rw,xattr,name=systemd
 29 24 0:27 / /sys/fs/cgroup/cpu,cpuacct rw,nosuid shared:14 - cgroup cgroup rw,cpu,cpuacct
 30 24 0:28 /sub /mnt/my\040memory rw shared:15 - cgroup cgroup rw,memory
 `
-	path := filepath.Join(t.TempDir(), "mountinfo")
-	if err := os.WriteFile(path, []byte(info), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	m, err := readCgroupMounts(path)
+	infos, err := mountinfo.GetMountsFromReader(strings.NewReader(info), mountinfo.FSTypeFilter("cgroup", "cgroup2"))
 	if err != nil {
 		t.Fatal(err)
 	}
+	m := cgroupMountsFrom(infos)
 	want := map[string]cgroupMount{
 		"":             {dir: "/sys/fs/cgroup/unified"},
 		"name=systemd": {dir: "/sys/fs/cgroup/systemd"},

@@ -28,6 +28,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/moby/sys/mountinfo"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
@@ -520,48 +521,36 @@ var (
 // cgroup hierarchies are mounted at boot.
 func cgroupMounts() (map[string]cgroupMount, error) {
 	mountsOnce.Do(func() {
-		mountsMap, mountsErr = readCgroupMounts("/proc/self/mountinfo")
+		var infos []*mountinfo.Info
+		if infos, mountsErr = mountinfo.GetMounts(mountinfo.FSTypeFilter("cgroup", "cgroup2")); mountsErr == nil {
+			mountsMap = cgroupMountsFrom(infos)
+		} else {
+			mountsErr = fmt.Errorf("read cgroup mounts: %w", mountsErr)
+		}
 	})
 	return mountsMap, mountsErr
 }
 
-func readCgroupMounts(mountinfo string) (map[string]cgroupMount, error) {
-	data, err := os.ReadFile(mountinfo)
-	if err != nil {
-		return nil, fmt.Errorf("read mounts: %w", err)
-	}
+// cgroupMountsFrom keys cgroup mounts by hierarchy: "" for cgroup v2, the
+// sorted controllers (or name=) of a v1 hierarchy; the first mount wins.
+func cgroupMountsFrom(infos []*mountinfo.Info) map[string]cgroupMount {
 	out := map[string]cgroupMount{}
-	for _, line := range strings.Split(string(data), "\n") {
-		// id parent major:minor root mountpoint options [optional...] - fstype source superoptions
-		pre, post, ok := strings.Cut(line, " - ")
-		if !ok {
-			continue
-		}
-		pf, qf := strings.Fields(pre), strings.Fields(post)
-		if len(pf) < 5 || len(qf) < 3 {
-			continue
-		}
-		root, dir := unescapeMount(pf[3]), unescapeMount(pf[4])
+	for _, m := range infos {
 		var key string
-		switch qf[0] {
-		case "cgroup2":
-			key = ""
-		case "cgroup":
+		if m.FSType == "cgroup" {
 			var subs []string
-			for _, o := range strings.Split(qf[2], ",") {
+			for _, o := range strings.Split(m.VFSOptions, ",") {
 				if strings.HasPrefix(o, "name=") || v1Controllers[o] {
 					subs = append(subs, o)
 				}
 			}
 			key = hierarchyKey(subs)
-		default:
-			continue
 		}
 		if _, seen := out[key]; !seen {
-			out[key] = cgroupMount{dir: dir, root: strings.TrimSuffix(root, "/")}
+			out[key] = cgroupMount{dir: m.Mountpoint, root: strings.TrimSuffix(m.Root, "/")}
 		}
 	}
-	return out, nil
+	return out
 }
 
 // hierarchyKey identifies a hierarchy by its sorted controllers (or name=).
@@ -580,32 +569,4 @@ var v1Controllers = map[string]bool{
 	"cpu": true, "cpuacct": true, "cpuset": true, "memory": true, "devices": true, "freezer": true,
 	"net_cls": true, "net_prio": true, "blkio": true, "perf_event": true, "hugetlb": true, "pids": true,
 	"rdma": true, "misc": true,
-}
-
-// unescapeMount undoes mountinfo's octal escapes (\040 for a space).
-func unescapeMount(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			var v byte
-			ok := true
-			for _, c := range s[i+1 : i+4] {
-				if c < '0' || c > '7' {
-					ok = false
-					break
-				}
-				v = v*8 + byte(c-'0')
-			}
-			if ok {
-				b.WriteByte(v)
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
