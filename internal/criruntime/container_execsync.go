@@ -3,7 +3,6 @@ package criruntime
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,12 +13,10 @@ import (
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-	"golang.org/x/sys/unix"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/peapod-dev/peapod/internal/enter"
 	"github.com/peapod-dev/peapod/internal/oci"
-	"github.com/peapod-dev/peapod/internal/seccomp"
 )
 
 // maxExecSyncOutput caps each of stdout and stderr of ExecSync, as
@@ -99,20 +96,13 @@ func (s *Service) execLean(ctx context.Context, rec containerRecord, args []stri
 	t := b.target
 	b.mu.Unlock()
 	defer b.release()
-	return enter.Run(ctx, enter.Request{
-		Helper: s.enter, ID: rec.ID, Target: t,
-		Spec: b.spec, Args: args, Seccomp: b.seccomp, SeccompFlags: b.seccompFlags,
-		Stdout: stdout, Stderr: stderr,
-	})
+	return enter.Run(ctx, enter.Request{Helper: s.enter, Target: t, Process: b.proc, Args: args, Stdout: stdout, Stderr: stderr})
 }
 
 // execBundle is what every exec in a container starts from, prepared once
-// (a probe execs every period): its bundle, which never changes once
-// created, its seccomp filter compiled, and its init process opened.
+// (a probe execs every period): its process, and its init process opened.
 type execBundle struct {
-	spec         *specs.Spec
-	seccomp      []byte
-	seccompFlags uint64
+	proc *enter.Process
 	// unsupported says why the lean path cannot run this container's
 	// processes (wrapping enter.ErrUnsupported).
 	unsupported error
@@ -154,38 +144,17 @@ func (s *Service) execBundle(id string) (*execBundle, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := &execBundle{spec: spec}
-	if spec.Linux != nil && spec.Linux.Seccomp != nil {
-		prog, err := seccomp.Compile(spec.Linux.Seccomp)
-		switch {
-		case err != nil:
-			b.unsupported = fmt.Errorf("seccomp profile: %v: %w", err, enter.ErrUnsupported)
-		case prog == nil:
-			// A profile that turns seccomp off, as runc reads it.
-			sp, l := *spec, *spec.Linux
-			l.Seccomp = nil
-			sp.Linux = &l
-			b.spec = &sp
-		default:
-			b.seccomp = filterBytes(prog.Filter)
-			b.seccompFlags = uint64(prog.Flags)
+	b := &execBundle{}
+	if b.proc, err = enter.NewProcess(id, spec); err != nil {
+		if !errors.Is(err, enter.ErrUnsupported) {
+			return nil, fmt.Errorf("exec in container %s: %w", id, err)
 		}
+		b.unsupported = err
 	}
 	if prev, loaded := s.execBundles.LoadOrStore(id, b); loaded {
 		return prev.(*execBundle), nil
 	}
 	return b, nil
-}
-
-// filterBytes lays out a BPF program as the kernel reads it.
-func filterBytes(f []unix.SockFilter) []byte {
-	out := make([]byte, 0, 8*len(f))
-	for _, i := range f {
-		out = binary.NativeEndian.AppendUint16(out, i.Code)
-		out = append(out, i.Jt, i.Jf)
-		out = binary.NativeEndian.AppendUint32(out, i.K)
-	}
-	return out
 }
 
 // bundle reads the container's config.json.

@@ -3,18 +3,22 @@
 //
 // `runc exec` costs about 25 ms of CPU (a large Go binary started twice, the
 // bundle parsed, the seccomp profile compiled); a probe every second in 50
-// pods would need more than a core. Here a daemon thread joins the
-// container's cgroups (cgroup v1: per thread; v2: CLONE_INTO_CGROUP) and PID
-// namespace and forks peapod-enter (package child), which joins the other
-// namespaces, applies the process's rlimits, oom_score_adj, umask, working
-// directory, user and groups, capabilities, no-new-privileges and seccomp
-// filter in runc's order, and execs the command. What this cannot reproduce
-// exactly is refused with ErrUnsupported, and the caller uses runc exec.
+// pods would need more than a core. Here a container's process is prepared
+// once (NewProcess: a plan, the seccomp profile compiled) and its init
+// process opened once (OpenTarget: a pidfd, its cgroups). For each command a
+// daemon thread that joined only the container's PID namespace forks
+// peapod-enter (package child; on cgroup v2 straight into the container's
+// cgroup), which joins the cgroup v1 hierarchies and the other namespaces,
+// applies the process's rlimits, oom_score_adj, umask, working directory,
+// user and groups, capabilities, no-new-privileges and seccomp filter in
+// runc's order, and execs the command. What this cannot reproduce exactly
+// is refused with ErrUnsupported, and the caller uses runc exec.
 package enter
 
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -33,6 +37,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/peapod-dev/peapod/internal/enter/plan"
+	"github.com/peapod-dev/peapod/internal/seccomp"
 )
 
 // ErrUnsupported marks a container or process that this path cannot confine
@@ -87,36 +92,27 @@ func (t *Target) Close() error { return t.pidf.Close() }
 
 // Request is one command to run in a running container.
 type Request struct {
-	// Helper is peapod-enter.
-	Helper *Helper
-	// ID is the container's ID and Target its init process.
-	ID     string
-	Target *Target
-	// Spec is the container's bundle; its process is run with Args instead.
-	Spec *specs.Spec
-	Args []string
-	// Seccomp is the container's compiled filter (classic BPF, 8 bytes per
-	// instruction) and its seccomp(2) flags; it must be set when the spec
-	// has a seccomp section.
-	Seccomp      []byte
-	SeccompFlags uint64
-	Stdout       io.Writer
-	Stderr       io.Writer
+	// Helper is peapod-enter; Target the container's init process and
+	// Process its process, which is run with Args instead.
+	Helper  *Helper
+	Target  *Target
+	Process *Process
+	Args    []string
+	Stdout  io.Writer
+	Stderr  io.Writer
 }
 
 // Run runs the command and returns its exit code (128+signal when a signal
 // ended it). When ctx ends first the process is killed and the error wraps
-// ctx.Err(). Errors wrapping ErrUnsupported come before anything ran.
+// ctx.Err().
 func Run(ctx context.Context, r Request) (int, error) {
-	p, joinPID, err := planFor(r)
-	if err != nil {
-		return -1, err
-	}
 	if err := r.Target.alive(); err != nil {
 		return -1, err
 	}
+	p := r.Process.plan
+	p.Args = r.Args
 	p.CgroupsV1 = r.Target.cg.v1
-	return run(ctx, r, p, joinPID, r.Target.cg, r.Target.pidf)
+	return run(ctx, r, &p, r.Process.joinPID, r.Target.cg, r.Target.pidf)
 }
 
 func run(ctx context.Context, r Request, p *plan.Plan, joinPID bool, cg *cgroups, pidf *os.File) (int, error) {
@@ -352,36 +348,44 @@ var ownPIDNamespace = sync.OnceValues(func() (int, error) {
 	return fd, nil
 })
 
-// planFor converts the container's process into a plan, and says whether
-// the PID namespace must be joined.
-func planFor(r Request) (*plan.Plan, bool, error) {
-	s := r.Spec
+// Process is a container's process turned into a plan once, for every
+// command run in the container (a probe execs every period).
+type Process struct {
+	plan    plan.Plan // without Args and CgroupsV1
+	joinPID bool      // the daemon forks into the container's PID namespace
+}
+
+// NewProcess prepares the process of container id's bundle, its seccomp
+// profile compiled. It fails with ErrUnsupported when this path cannot
+// confine the process exactly as runc would.
+func NewProcess(id string, s *specs.Spec) (*Process, error) {
 	if s == nil || s.Process == nil || s.Linux == nil {
-		return nil, false, errors.New("container bundle has no process or linux section")
+		return nil, errors.New("container bundle has no process or linux section")
 	}
 	p := s.Process
 	switch {
 	case p.Terminal:
-		return nil, false, fmt.Errorf("terminal: %w", ErrUnsupported)
+		return nil, fmt.Errorf("terminal: %w", ErrUnsupported)
 	case p.ApparmorProfile != "":
-		return nil, false, fmt.Errorf("AppArmor profile: %w", ErrUnsupported)
+		return nil, fmt.Errorf("AppArmor profile: %w", ErrUnsupported)
 	case p.SelinuxLabel != "":
-		return nil, false, fmt.Errorf("SELinux label: %w", ErrUnsupported)
+		return nil, fmt.Errorf("SELinux label: %w", ErrUnsupported)
 	case p.Capabilities == nil:
-		return nil, false, fmt.Errorf("no capabilities section: %w", ErrUnsupported)
+		return nil, fmt.Errorf("no capabilities section: %w", ErrUnsupported)
 	case p.IOPriority != nil || p.Scheduler != nil || p.ExecCPUAffinity != nil:
-		return nil, false, fmt.Errorf("I/O priority, scheduler or CPU affinity: %w", ErrUnsupported)
+		return nil, fmt.Errorf("I/O priority, scheduler or CPU affinity: %w", ErrUnsupported)
 	case s.Linux.Personality != nil:
-		return nil, false, fmt.Errorf("personality: %w", ErrUnsupported)
-	case s.Linux.Seccomp != nil && len(r.Seccomp) == 0:
-		return nil, false, fmt.Errorf("seccomp filter not compiled: %w", ErrUnsupported)
+		return nil, fmt.Errorf("personality: %w", ErrUnsupported)
+	}
+	filter, flags, err := compileSeccomp(s.Linux.Seccomp)
+	if err != nil {
+		return nil, err
 	}
 	last, err := lastCap()
 	if err != nil {
-		return nil, false, err
+		return nil, err
 	}
-	pl := &plan.Plan{
-		Args:   r.Args,
+	pl := plan.Plan{
 		Env:    p.Env,
 		Cwd:    p.Cwd,
 		UID:    p.User.UID,
@@ -400,9 +404,9 @@ func planFor(r Request) (*plan.Plan, bool, error) {
 		OOMScoreAdj:     plan.KeepOOMScoreAdj,
 		// runc gives every process of a container created without
 		// --no-new-keyring (peapod never passes it) the container's keyring.
-		SessionKeyring: "_ses." + r.ID,
-		SeccompFlags:   r.SeccompFlags,
-		SeccompFilter:  r.Seccomp,
+		SessionKeyring: "_ses." + id,
+		SeccompFlags:   flags,
+		SeccompFilter:  filter,
 	}
 	if p.User.Umask != nil {
 		pl.Umask = int64(*p.User.Umask)
@@ -416,7 +420,7 @@ func planFor(r Request) (*plan.Plan, bool, error) {
 	for _, rl := range p.Rlimits {
 		t, ok := rlimitTypes[rl.Type]
 		if !ok {
-			return nil, false, fmt.Errorf("unknown rlimit %q", rl.Type)
+			return nil, fmt.Errorf("unknown rlimit %q", rl.Type)
 		}
 		pl.Rlimits = append(pl.Rlimits, plan.Rlimit{Type: uint32(t), Soft: rl.Soft, Hard: rl.Hard})
 	}
@@ -438,13 +442,33 @@ func planFor(r Request) (*plan.Plan, bool, error) {
 		case specs.TimeNamespace:
 			pl.Namespaces |= unix.CLONE_NEWTIME
 		default:
-			return nil, false, fmt.Errorf("%s namespace: %w", ns.Type, ErrUnsupported)
+			return nil, fmt.Errorf("%s namespace: %w", ns.Type, ErrUnsupported)
 		}
 	}
 	if pl.Namespaces&unix.CLONE_NEWNS == 0 {
-		return nil, false, fmt.Errorf("container without its own mount namespace: %w", ErrUnsupported)
+		return nil, fmt.Errorf("container without its own mount namespace: %w", ErrUnsupported)
 	}
-	return pl, joinPID, nil
+	return &Process{plan: pl, joinPID: joinPID}, nil
+}
+
+// compileSeccomp compiles the container's profile into a filter as the
+// kernel reads it; none when there is no profile or it turns seccomp off,
+// as runc reads it.
+func compileSeccomp(cfg *specs.LinuxSeccomp) ([]byte, uint64, error) {
+	prog, err := seccomp.Compile(cfg)
+	if err != nil {
+		return nil, 0, fmt.Errorf("seccomp profile: %v: %w", err, ErrUnsupported)
+	}
+	if prog == nil {
+		return nil, 0, nil
+	}
+	out := make([]byte, 0, 8*len(prog.Filter))
+	for _, i := range prog.Filter {
+		out = binary.NativeEndian.AppendUint16(out, i.Code)
+		out = append(out, i.Jt, i.Jf)
+		out = binary.NativeEndian.AppendUint32(out, i.K)
+	}
+	return out, uint64(prog.Flags), nil
 }
 
 var rlimitTypes = map[string]int{
