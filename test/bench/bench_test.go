@@ -229,19 +229,15 @@ func cpuSeconds(pid int) (self, children float64) {
 }
 
 // cgroupCPU is the CPU time of everything under the pods' cgroup root.
-func cgroupCPU() float64 {
-	if b, err := os.ReadFile("/sys/fs/cgroup/cpuacct" + benchCgroupRoot + "/cpuacct.usage"); err == nil {
-		v, _ := strconv.ParseFloat(strings.TrimSpace(string(b)), 64)
-		return v / 1e9
+func cgroupCPU() float64 { return cgroupsCPU([]string{benchCgroupDir()}) }
+
+// benchCgroupDir is the pods' cgroup root: cpuacct on cgroup v1, the
+// unified hierarchy on v2.
+func benchCgroupDir() string {
+	if _, err := os.Stat("/sys/fs/cgroup/cpuacct" + benchCgroupRoot); err == nil {
+		return "/sys/fs/cgroup/cpuacct" + benchCgroupRoot
 	}
-	b, _ := os.ReadFile("/sys/fs/cgroup" + benchCgroupRoot + "/cpu.stat")
-	for _, l := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(l, "usage_usec "); ok {
-			f, _ := strconv.ParseFloat(v, 64)
-			return f / 1e6
-		}
-	}
-	return 0
+	return "/sys/fs/cgroup" + benchCgroupRoot
 }
 
 // containerCgroups finds the cgroup directories of the pods' containers
@@ -255,12 +251,8 @@ func containerCgroups(pods []corev1.Pod, name string) []string {
 			}
 		}
 	}
-	root := "/sys/fs/cgroup" + benchCgroupRoot
-	if _, err := os.Stat("/sys/fs/cgroup/cpuacct" + benchCgroupRoot); err == nil {
-		root = "/sys/fs/cgroup/cpuacct" + benchCgroupRoot
-	}
 	var dirs []string
-	filepath.WalkDir(root, func(path string, e os.DirEntry, err error) error {
+	filepath.WalkDir(benchCgroupDir(), func(path string, e os.DirEntry, err error) error {
 		if err == nil && e.IsDir() && ids[e.Name()] {
 			dirs = append(dirs, path)
 		}
