@@ -13,6 +13,8 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/peapod-dev/peapod/internal/seccomp"
 )
 
 // defaultSeccompProfile is the RuntimeDefault profile: containers/common's
@@ -50,13 +52,6 @@ type seccompFilter struct {
 	Arches    []string `json:"arches,omitempty"`
 	Caps      []string `json:"caps,omitempty"`
 	MinKernel string   `json:"minKernel,omitempty"`
-}
-
-// nativeArch maps Go's GOARCH to libseccomp's architecture names.
-var nativeArch = map[string]specs.Arch{
-	"amd64": specs.ArchX86_64, "386": specs.ArchX86, "arm64": specs.ArchAARCH64, "arm": specs.ArchARM,
-	"ppc64le": specs.ArchPPC64LE, "s390x": specs.ArchS390X, "riscv64": specs.ArchRISCV64,
-	"mips64": specs.ArchMIPS64, "mips64le": specs.ArchMIPSEL64,
 }
 
 // seccompFor returns the seccomp filter for a security profile (nil for
@@ -106,7 +101,7 @@ func loadSeccomp(data []byte, caps []string) (*specs.LinuxSeccomp, error) {
 		return nil, invalidf("decode seccomp profile: %v", err)
 	}
 	out := &specs.LinuxSeccomp{DefaultAction: p.DefaultAction, DefaultErrnoRet: p.DefaultErrnoRet, Flags: p.Flags}
-	native, ok := nativeArch[runtime.GOARCH]
+	native, ok := seccomp.NativeArch()
 	if len(p.ArchMap) > 0 && ok {
 		for _, a := range p.ArchMap {
 			if a.Arch == native {

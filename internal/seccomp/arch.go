@@ -75,15 +75,17 @@ var abis = map[specs.Arch]*abi{
 	specs.ArchAARCH64: {name: specs.ArchAARCH64, audit: auditArchAArch64, resolve: lookup(sysnumAArch64)},
 }
 
-// nativeArch is the ABI of this process, which libseccomp always filters.
-func nativeArch() (specs.Arch, bool) {
-	switch runtime.GOARCH {
-	case "amd64":
-		return specs.ArchX86_64, true
-	case "arm64":
-		return specs.ArchAARCH64, true
-	}
-	return "", false
+// NativeArch is libseccomp's name for this process's architecture, which
+// libseccomp always filters; false when Go's GOARCH has none.
+func NativeArch() (specs.Arch, bool) {
+	a, ok := goarchs[runtime.GOARCH]
+	return a, ok
+}
+
+var goarchs = map[string]specs.Arch{
+	"amd64": specs.ArchX86_64, "386": specs.ArchX86, "arm64": specs.ArchAARCH64, "arm": specs.ArchARM,
+	"ppc64le": specs.ArchPPC64LE, "s390x": specs.ArchS390X, "riscv64": specs.ArchRISCV64,
+	"mips64": specs.ArchMIPS64, "mips64le": specs.ArchMIPSEL64,
 }
 
 // knownAnywhere says libseccomp resolves name on some architecture; runc

@@ -120,8 +120,8 @@ func Compile(cfg *specs.LinuxSeccomp) (*Program, error) {
 	if err != nil {
 		return nil, fmt.Errorf("default action: %w", err)
 	}
-	native, ok := nativeArch()
-	if !ok {
+	native, ok := NativeArch()
+	if _, tables := abis[native]; !ok || !tables {
 		return nil, unsupported("no syscall tables for GOARCH %s", runtime.GOARCH)
 	}
 	listed, err := listedABIs(cfg.Architectures)
