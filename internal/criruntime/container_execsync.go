@@ -57,11 +57,7 @@ func (s *Service) execSync(ctx context.Context, req *runtimeapi.ExecSyncRequest)
 	code, err := s.execLean(ctx, rec, req.GetCmd(), stdout, stderr)
 	if errors.Is(err, enter.ErrUnsupported) {
 		s.log.DebugContext(ctx, "exec through runc", "reason", err)
-		var p *specs.Process
-		if p, err = s.execProcess(id, req.GetCmd()); err != nil {
-			return nil, err
-		}
-		code, err = s.cfg.Runc.Exec(ctx, id, p, oci.ExecOpts{Stdout: stdout, Stderr: stderr})
+		code, err = s.execRunc(ctx, id, req.GetCmd(), stdout, stderr)
 	}
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) {
@@ -70,6 +66,15 @@ func (s *Service) execSync(ctx context.Context, req *runtimeapi.ExecSyncRequest)
 		return nil, fmt.Errorf("exec in container %s: %w", id, err)
 	}
 	return &runtimeapi.ExecSyncResponse{Stdout: stdout.Bytes(), Stderr: stderr.Bytes(), ExitCode: int32(code)}, nil
+}
+
+// execRunc runs args in the container through runc exec.
+func (s *Service) execRunc(ctx context.Context, id string, args []string, stdout, stderr io.Writer) (int, error) {
+	p, err := s.execProcess(id, args)
+	if err != nil {
+		return -1, err
+	}
+	return s.cfg.Runc.Exec(ctx, id, p, oci.ExecOpts{Stdout: stdout, Stderr: stderr})
 }
 
 // execLean runs args in the container through peapod-enter; it fails with

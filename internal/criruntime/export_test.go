@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"io"
-
-	"github.com/peapod-dev/peapod/internal/oci"
 )
 
 // ExecLean runs cmd through peapod-enter only (no fallback to runc), for
@@ -22,9 +20,5 @@ func (s *Service) ExecLean(ctx context.Context, id string, cmd []string) (stdout
 
 // ExecRunc runs cmd through runc exec only.
 func (s *Service) ExecRunc(ctx context.Context, id string, cmd []string, stdout, stderr io.Writer) (int, error) {
-	p, err := s.execProcess(id, cmd)
-	if err != nil {
-		return -1, err
-	}
-	return s.cfg.Runc.Exec(ctx, id, p, oci.ExecOpts{Stdout: stdout, Stderr: stderr})
+	return s.execRunc(ctx, id, cmd, stdout, stderr)
 }
