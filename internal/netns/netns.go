@@ -20,18 +20,10 @@ var ErrNotNetns = errors.New("not a network namespace")
 // New creates a network namespace pinned at dir/name and returns that path.
 // It fails if dir/name already exists.
 func New(dir, name string) (path string, retErr error) {
-	if name == "" || name != filepath.Base(name) || name == "." || name == ".." {
-		return "", fmt.Errorf("create netns: invalid name %q", name)
-	}
-	if err := makeSharedDir(dir); err != nil {
+	path, err := createPin(dir, name, "create netns")
+	if err != nil {
 		return "", err
 	}
-	path = filepath.Join(dir, name)
-	f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE|os.O_EXCL, 0o444)
-	if err != nil {
-		return "", fmt.Errorf("create netns pin %s: %w", path, err)
-	}
-	f.Close()
 	defer func() {
 		if retErr != nil {
 			os.Remove(path)
@@ -70,6 +62,25 @@ func New(dir, name string) (path string, retErr error) {
 	if err := <-errc; err != nil {
 		return "", err
 	}
+	return path, nil
+}
+
+// createPin creates the empty file dir/name that New and Pin bind a network
+// namespace on, in the shared directory dir; it fails if dir/name exists.
+// op names the caller in errors.
+func createPin(dir, name, op string) (string, error) {
+	if name == "" || name != filepath.Base(name) || name == "." || name == ".." {
+		return "", fmt.Errorf("%s: invalid name %q", op, name)
+	}
+	if err := makeSharedDir(dir); err != nil {
+		return "", err
+	}
+	path := filepath.Join(dir, name)
+	f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE|os.O_EXCL, 0o444)
+	if err != nil {
+		return "", fmt.Errorf("create netns pin %s: %w", path, err)
+	}
+	f.Close()
 	return path, nil
 }
 
@@ -185,19 +196,11 @@ func threadNetns() string {
 // Pin pins the existing network namespace src (such as /proc/PID/ns/net of a
 // process that made it) at dir/name, as New pins the one it creates, and
 // returns that path. It fails if dir/name already exists.
-func Pin(dir, name, src string) (path string, retErr error) {
-	if name == "" || name != filepath.Base(name) || name == "." || name == ".." {
-		return "", fmt.Errorf("pin netns: invalid name %q", name)
-	}
-	if err := makeSharedDir(dir); err != nil {
+func Pin(dir, name, src string) (string, error) {
+	path, err := createPin(dir, name, "pin netns")
+	if err != nil {
 		return "", err
 	}
-	path = filepath.Join(dir, name)
-	f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE|os.O_EXCL, 0o444)
-	if err != nil {
-		return "", fmt.Errorf("create netns pin %s: %w", path, err)
-	}
-	f.Close()
 	if err := unix.Mount(src, path, "none", unix.MS_BIND, ""); err != nil {
 		os.Remove(path)
 		return "", fmt.Errorf("pin netns %s on %s: %w", src, path, err)
