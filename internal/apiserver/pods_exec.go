@@ -97,8 +97,27 @@ func (s *Server) streamPod(r *http.Request, req *request, o *streamOptions) (*co
 }
 
 func (s *Server) exec(w http.ResponseWriter, r *http.Request, req *request) {
+	s.remoteCommand(w, r, req, "exec", func(ctx context.Context, pod *corev1.Pod, o *streamOptions) (*url.URL, error) {
+		return s.cfg.Streams.ExecURL(ctx, pod, &corev1.PodExecOptions{
+			Container: o.container, Command: o.command, Stdin: o.stdin, Stdout: o.stdout, Stderr: o.stderr, TTY: o.tty,
+		})
+	})
+}
+
+func (s *Server) attach(w http.ResponseWriter, r *http.Request, req *request) {
+	s.remoteCommand(w, r, req, "attach", func(ctx context.Context, pod *corev1.Pod, o *streamOptions) (*url.URL, error) {
+		return s.cfg.Streams.AttachURL(ctx, pod, &corev1.PodAttachOptions{
+			Container: o.container, Stdin: o.stdin, Stdout: o.stdout, Stderr: o.stderr, TTY: o.tty,
+		})
+	})
+}
+
+// remoteCommand serves exec and attach, which differ only in the command exec
+// requires and the Streamer method that gives the runtime's URL.
+func (s *Server) remoteCommand(w http.ResponseWriter, r *http.Request, req *request, verb string,
+	streamURL func(context.Context, *corev1.Pod, *streamOptions) (*url.URL, error)) {
 	o, err := parseStreamOptions(r.URL.Query())
-	if err == nil && len(o.command) == 0 {
+	if err == nil && verb == "exec" && len(o.command) == 0 {
 		err = apierrors.NewBadRequest("you must specify at least one command for the container")
 	}
 	if err == nil {
@@ -114,40 +133,10 @@ func (s *Server) exec(w http.ResponseWriter, r *http.Request, req *request) {
 		return
 	}
 	if s.cfg.Streams == nil {
-		s.writeError(w, r, apierrors.NewServiceUnavailable("exec is not available"))
+		s.writeError(w, r, apierrors.NewServiceUnavailable(verb+" is not available"))
 		return
 	}
-	u, err := s.cfg.Streams.ExecURL(r.Context(), pod, &corev1.PodExecOptions{
-		Container: o.container, Command: o.command, Stdin: o.stdin, Stdout: o.stdout, Stderr: o.stderr, TTY: o.tty,
-	})
-	if err != nil {
-		s.writeKubeletError(w, r, err)
-		return
-	}
-	s.proxyRemoteCommand(w, r, u, o)
-}
-
-func (s *Server) attach(w http.ResponseWriter, r *http.Request, req *request) {
-	o, err := parseStreamOptions(r.URL.Query())
-	if err == nil {
-		err = requireStream(o)
-	}
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	pod, err := s.streamPod(r, req, o)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	if s.cfg.Streams == nil {
-		s.writeError(w, r, apierrors.NewServiceUnavailable("attach is not available"))
-		return
-	}
-	u, err := s.cfg.Streams.AttachURL(r.Context(), pod, &corev1.PodAttachOptions{
-		Container: o.container, Stdin: o.stdin, Stdout: o.stdout, Stderr: o.stderr, TTY: o.tty,
-	})
+	u, err := streamURL(r.Context(), pod, o)
 	if err != nil {
 		s.writeKubeletError(w, r, err)
 		return
