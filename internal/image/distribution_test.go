@@ -3,70 +3,17 @@ package image
 import (
 	"context"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
-	"time"
 
 	"github.com/peapod-dev/peapod/internal/testimage"
 )
 
-// distributionRegistry runs Debian's docker-registry (distribution) on
-// 127.0.0.1 for the test and returns its host.
-func distributionRegistry(t *testing.T) string {
-	t.Helper()
-	bin := testimage.RequireBinary(t, "docker-registry", "docker-registry")
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	host := l.Addr().String()
-	l.Close()
-	dir := t.TempDir()
-	cfg := fmt.Sprintf("version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: %s\n", filepath.Join(dir, "data"), host)
-	if err := os.WriteFile(filepath.Join(dir, "config.yml"), []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "serve", filepath.Join(dir, "config.yml"))
-	out, err := os.Create(filepath.Join(dir, "log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer out.Close()
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-exited
-	})
-	for {
-		resp, err := http.Get("http://" + host + "/v2/")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return host
-			}
-		}
-		select {
-		case err := <-exited:
-			log, _ := os.ReadFile(filepath.Join(dir, "log"))
-			t.Fatalf("docker-registry exited: %v\n%s", err, log)
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-}
-
 // TestPullFromDistribution pulls from the registry most people run.
 func TestPullFromDistribution(t *testing.T) {
 	testimage.RequireRoot(t)
-	host := distributionRegistry(t)
+	host := testimage.Distribution(t)
 	img, err := testimage.Image(testimage.WithFiles(map[string]string{"/etc/motd": "hi\n"}), testimage.WithUser("1000"))
 	if err != nil {
 		t.Fatal(err)
