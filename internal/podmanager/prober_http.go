@@ -25,6 +25,11 @@ type probeTransport struct{}
 var probeTLS = &tls.Config{InsecureSkipVerify: true}
 
 func (probeTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	// The scheme is checked before dialing, as http.Transport does (a
+	// redirect may name any scheme).
+	if req.URL.Scheme != "http" && req.URL.Scheme != "https" {
+		return nil, errors.New("unsupported protocol scheme " + req.URL.Scheme)
+	}
 	ctx := req.Context()
 	port := req.URL.Port()
 	if port == "" {
@@ -57,9 +62,7 @@ func (probeTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		return nil, err
 	}
-	switch req.URL.Scheme {
-	case "http":
-	case "https":
+	if req.URL.Scheme == "https" {
 		cfg := probeTLS.Clone()
 		cfg.ServerName = req.URL.Hostname()
 		tc := tls.Client(conn, cfg)
@@ -67,8 +70,6 @@ func (probeTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			return fail(err)
 		}
 		conn = tc
-	default:
-		return fail(errors.New("unsupported protocol scheme " + req.URL.Scheme))
 	}
 	r := *req
 	r.Close = true // "Connection: close", as without keep-alives
