@@ -115,20 +115,27 @@ func waitStatus(t *testing.T, r *Runc, id, want string) *State {
 	}
 }
 
-func TestLifecycle(t *testing.T) {
-	r := newRunc(t)
-	ctx := t.Context()
-	id := randomID(t)
-	bundle := newBundle(t, id, "sh", "-c", "echo started; exec sleep 1000")
+// announcingBundle prepares a container, removed when the test ends, that
+// prints "started" and sleeps; opts send its output to the file out and
+// have runc write its pid to opts.PidFile.
+func announcingBundle(t *testing.T, r *Runc) (id, bundle string, opts CreateOpts, out string) {
+	t.Helper()
+	id = randomID(t)
+	bundle = newBundle(t, id, "sh", "-c", "echo started; exec sleep 1000")
 	cleanupContainer(t, r, id)
-
-	out, err := os.CreateTemp(t.TempDir(), "stdout")
+	f, err := os.CreateTemp(t.TempDir(), "stdout")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer out.Close()
-	pidFile := filepath.Join(t.TempDir(), "pid")
-	if err := r.Create(ctx, id, bundle, CreateOpts{PidFile: pidFile, Stdout: out, Stderr: out}); err != nil {
+	t.Cleanup(func() { f.Close() })
+	return id, bundle, CreateOpts{PidFile: filepath.Join(t.TempDir(), "pid"), Stdout: f, Stderr: f}, f.Name()
+}
+
+func TestLifecycle(t *testing.T) {
+	r := newRunc(t)
+	ctx := t.Context()
+	id, bundle, opts, out := announcingBundle(t, r)
+	if err := r.Create(ctx, id, bundle, opts); err != nil {
 		t.Fatalf("create: %v", err)
 	}
 	st, err := r.State(ctx, id)
@@ -138,7 +145,7 @@ func TestLifecycle(t *testing.T) {
 	if st.ID != id || st.Status != "created" || st.Bundle != bundle || st.Pid <= 0 {
 		t.Fatalf("state after create = %+v", st)
 	}
-	pidData, err := os.ReadFile(pidFile)
+	pidData, err := os.ReadFile(opts.PidFile)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,7 +157,7 @@ func TestLifecycle(t *testing.T) {
 		t.Fatalf("start: %v", err)
 	}
 	waitStatus(t, r, id, "running")
-	waitFile(t, out.Name(), "started\n")
+	waitFile(t, out, "started\n")
 
 	if err := r.Kill(ctx, id, syscall.SIGKILL, false); err != nil {
 		t.Fatalf("kill: %v", err)
@@ -334,16 +341,8 @@ func TestUpdate(t *testing.T) {
 func TestRun(t *testing.T) {
 	r := newRunc(t)
 	ctx := t.Context()
-	id := randomID(t)
-	bundle := newBundle(t, id, "sh", "-c", "echo started; exec sleep 1000")
-	cleanupContainer(t, r, id)
-	out, err := os.CreateTemp(t.TempDir(), "stdout")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer out.Close()
-	pidFile := filepath.Join(t.TempDir(), "pid")
-	if err := r.Run(ctx, id, bundle, CreateOpts{PidFile: pidFile, Stdout: out, Stderr: out}); err != nil {
+	id, bundle, opts, out := announcingBundle(t, r)
+	if err := r.Run(ctx, id, bundle, opts); err != nil {
 		t.Fatalf("run: %v", err)
 	}
 	st, err := r.State(ctx, id)
@@ -353,10 +352,10 @@ func TestRun(t *testing.T) {
 	if st.Status != "running" {
 		t.Fatalf("state after run = %+v, want running", st)
 	}
-	if pidData, err := os.ReadFile(pidFile); err != nil || strings.TrimSpace(string(pidData)) != strconv.Itoa(st.Pid) {
+	if pidData, err := os.ReadFile(opts.PidFile); err != nil || strings.TrimSpace(string(pidData)) != strconv.Itoa(st.Pid) {
 		t.Fatalf("pid file %q (%v), state pid %d", pidData, err, st.Pid)
 	}
-	waitFile(t, out.Name(), "started\n")
+	waitFile(t, out, "started\n")
 	if err := r.Run(ctx, id, bundle, CreateOpts{}); err == nil {
 		t.Fatal("a second run with the same id succeeded")
 	}
