@@ -4,18 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/peapod-dev/peapod/internal/cgroups"
+	"github.com/peapod-dev/peapod/internal/diskusage"
 	"github.com/peapod-dev/peapod/internal/netns"
 )
 
@@ -243,27 +242,14 @@ func (c *cpuRates) forget(id string) {
 
 // writableLayerUsage is the disk usage (allocated blocks, as du and
 // containerd's fs.DiskUsage count them) and inode count of the container's
-// snapshot upper directory.
+// snapshot upper directory; what could be counted when a walk fails.
 func (s *Service) writableLayerUsage(id string, now time.Time) *runtimeapi.FilesystemUsage {
-	upper := filepath.Join(s.cfg.Root, "snapshots", id, "upper")
-	var bytes, inodes uint64
-	_ = filepath.WalkDir(upper, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return nil
-		}
-		inodes++
-		if info, err := d.Info(); err == nil {
-			if st, ok := info.Sys().(*syscall.Stat_t); ok {
-				bytes += uint64(st.Blocks) * 512
-			}
-		}
-		return nil
-	})
+	u, _ := diskusage.Of(filepath.Join(s.cfg.Root, "snapshots", id, "upper"))
 	return &runtimeapi.FilesystemUsage{
 		Timestamp:  now.UnixNano(),
 		FsId:       &runtimeapi.FilesystemIdentifier{Mountpoint: filepath.Join(s.cfg.Root, "snapshots")},
-		UsedBytes:  &runtimeapi.UInt64Value{Value: bytes},
-		InodesUsed: &runtimeapi.UInt64Value{Value: inodes},
+		UsedBytes:  &runtimeapi.UInt64Value{Value: u.Bytes},
+		InodesUsed: &runtimeapi.UInt64Value{Value: u.Inodes},
 	}
 }
 

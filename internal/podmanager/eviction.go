@@ -2,13 +2,9 @@ package podmanager
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io/fs"
-	"os"
 	"path/filepath"
 	"sync"
-	"syscall"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -16,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/peapod-dev/peapod/internal/diskusage"
 	plog "github.com/peapod-dev/peapod/internal/log"
 )
 
@@ -269,10 +266,11 @@ func (m *Manager) localStorageUsage(ctx context.Context, pod *corev1.Pod) (local
 		default:
 			continue
 		}
-		used, err := diskUsage(dir)
+		du, err := diskusage.Of(dir)
 		if err != nil {
 			return u, err
 		}
+		used := int64(du.Bytes)
 		u.volumes[v.Name] = used
 		u.total += used
 	}
@@ -296,73 +294,21 @@ func (m *Manager) localStorageUsage(ctx context.Context, pod *corev1.Pod) (local
 	for name, s := range newest {
 		used := int64(s.GetWritableLayer().GetUsedBytes().GetValue())
 		if m.cfg.LogRoot != "" {
-			logs, err := diskUsage(filepath.Join(m.podLogsDirectory(pod), name))
+			logs, err := diskusage.Of(filepath.Join(m.podLogsDirectory(pod), name))
 			if err != nil {
 				return u, err
 			}
-			used += logs
+			used += int64(logs.Bytes)
 		}
 		u.containers[name] = used
 		u.total += used
 	}
 	if m.cfg.PodsDir != "" {
-		hosts, err := diskUsage(filepath.Join(m.podDir(pod), "etc-hosts"))
+		hosts, err := diskusage.Of(filepath.Join(m.podDir(pod), "etc-hosts"))
 		if err != nil {
 			return u, err
 		}
-		u.total += hosts
+		u.total += int64(hosts.Bytes)
 	}
 	return u, nil
-}
-
-// diskUsage is du: the blocks allocated below path, without following
-// symlinks or leaving its filesystem, each hard-linked file counted once.
-// A missing path uses nothing.
-func diskUsage(path string) (int64, error) {
-	root, err := os.Lstat(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, fmt.Errorf("disk usage of %s: %w", path, err)
-	}
-	dev := root.Sys().(*syscall.Stat_t).Dev
-	type inode struct{ dev, ino uint64 }
-	seen := map[inode]bool{}
-	var total int64
-	err = filepath.WalkDir(path, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
-				return nil // removed while walking
-			}
-			return err
-		}
-		info, err := d.Info()
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		st := info.Sys().(*syscall.Stat_t)
-		if st.Dev != dev {
-			if d.IsDir() {
-				return filepath.SkipDir
-			}
-			return nil
-		}
-		if !d.IsDir() && st.Nlink > 1 {
-			k := inode{uint64(st.Dev), st.Ino}
-			if seen[k] {
-				return nil
-			}
-			seen[k] = true
-		}
-		total += st.Blocks * 512
-		return nil
-	})
-	if err != nil {
-		return 0, fmt.Errorf("disk usage of %s: %w", path, err)
-	}
-	return total, nil
 }
