@@ -180,6 +180,18 @@ spec:
 	}
 }
 
+// logsThroughEnd returns what kubectl logs shows for args once it holds the
+// "end" the container prints last, or what it shows after 30 s.
+func (d *daemon) logsThroughEnd(args ...string) string {
+	var logs string
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		if logs = d.mustKubectl(append([]string{"logs"}, args...)...); strings.Contains(logs, "end") {
+			break
+		}
+	}
+	return logs
+}
+
 // livenessRestart waits for a liveness restart and checks the events and status.
 func livenessRestart(t *testing.T, d *daemon, name, probeMessage string) {
 	p := d.waitPod("default", name, 90*time.Second, "restarted by its liveness probe", func(p *corev1.Pod) bool {
@@ -399,15 +411,7 @@ spec:
     volumeMounts: [{name: disk, mountPath: /d}, {name: mem, mountPath: /m}, {name: host, mountPath: /h, readOnly: true}, {name: info, mountPath: /i}]
 `, dir))
 	d.waitPod("default", "volumes", 60*time.Second, "Running", running)
-	deadline := time.Now().Add(30 * time.Second)
-	var logs string
-	for time.Now().Before(deadline) {
-		logs = d.mustKubectl("logs", "volumes", "-c", "reader")
-		if strings.Contains(logs, "end") {
-			break
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	logs := d.logsThroughEnd("volumes", "-c", "reader")
 	// The memory emptyDir is a tmpfs of its sizeLimit (8Mi): 16 MiB do not fit.
 	want := "disk-data\nmem-data\nhost-data\nwriter-data\nvolumes\napp=\"vol\"\ntier=\"test\"\n250\ntmpfs\nro\nlimited\nend\n"
 	if logs != want {
@@ -539,12 +543,7 @@ spec:
 `)
 	d.waitPod("default", "objects", 60*time.Second, "Running", running)
 	want := "blue\ns3cret\n400\nL\ns3cret\ndefault\nblue s3cret\nend\n"
-	var logs string
-	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
-		if logs = d.mustKubectl("logs", "objects", "-c", "b"); strings.Contains(logs, "end") {
-			break
-		}
-	}
+	logs := d.logsThroughEnd("objects", "-c", "b")
 	if logs != want {
 		t.Errorf("container b saw:\n%s\nwant:\n%s", logs, want)
 	}
@@ -793,12 +792,7 @@ spec:
     volumeMounts: [{name: d, mountPath: /s, subPath: sub}]
 `)
 	p := d.waitPod("default", "env-subpath", 60*time.Second, "Running", running)
-	var logs string
-	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
-		if logs = d.mustKubectl("logs", "env-subpath"); strings.Contains(logs, "end") {
-			break
-		}
-	}
+	logs := d.logsThroughEnd("env-subpath")
 	want := fmt.Sprintf("hello-world env-subpath default ip=%s 64\n10.1.2.3\nin-sub\nend\n", p.Status.PodIP)
 	if logs != want {
 		t.Errorf("container printed:\n%s\nwant:\n%s", logs, want)
