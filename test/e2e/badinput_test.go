@@ -66,6 +66,22 @@ func TestMissingImage(t *testing.T) {
 	d.assertNoLeaks()
 }
 
+// refusedServe runs cmd, a peapod serve expected to refuse to start, and
+// returns its combined output and error. exited is false, and the process
+// killed, if it still runs after 20 s.
+func refusedServe(cmd *exec.Cmd) (out []byte, exited bool, err error) {
+	done := make(chan struct{})
+	go func() { out, err = cmd.CombinedOutput(); close(done) }()
+	select {
+	case <-done:
+		return out, true, err
+	case <-time.After(20 * time.Second):
+		cmd.Process.Kill()
+		<-done
+		return out, false, err
+	}
+}
+
 // peapod serve refuses to start when a prerequisite is missing, naming it.
 func TestServePreflight(t *testing.T) {
 	empty := t.TempDir()
@@ -86,15 +102,8 @@ func TestServePreflight(t *testing.T) {
 			cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
 			cmd.Dir = os.TempDir()
 		}
-		done := make(chan struct{})
-		var out []byte
-		var err error
-		go func() { out, err = cmd.CombinedOutput(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(20 * time.Second):
-			cmd.Process.Kill()
-			<-done
+		out, exited, err := refusedServe(cmd)
+		if !exited {
 			t.Errorf("%s: peapod serve kept running", c.name)
 			continue
 		}
@@ -110,15 +119,8 @@ func TestSecondDaemonOnRootRefused(t *testing.T) {
 	d := startDaemon(t)
 	cmd := exec.Command(filepath.Join(binDir, "peapod"), "serve", "--root", d.root, "--address", "127.0.0.1:0",
 		"--cni-bridge", e2eBridge, "--cni-subnet", e2eSubnet, "--cgroup-root", e2eCgroupRoot)
-	done := make(chan struct{})
-	var out []byte
-	var err error
-	go func() { out, err = cmd.CombinedOutput(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(20 * time.Second):
-		cmd.Process.Kill()
-		<-done
+	out, exited, err := refusedServe(cmd)
+	if !exited {
 		t.Fatalf("a second peapod serve on %s kept running", d.root)
 	}
 	if err == nil || !strings.Contains(string(out), "another peapod serve is running") {
