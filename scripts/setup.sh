@@ -6,7 +6,7 @@ die() { echo "setup: $*" >&2; exit 1; }
 
 [ "$(id -u)" -eq 0 ] || die "must run as root (peapod manages namespaces, mounts and cgroups)"
 
-pkgs=(runc containernetworking-plugins busybox-static iproute2 iptables tar docker-registry skopeo)
+pkgs=(runc containernetworking-plugins busybox-static iproute2 iptables tar docker-registry skopeo gcc libc6-dev)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

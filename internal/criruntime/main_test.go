@@ -79,10 +79,13 @@ func buildBinaries() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	cmd := exec.Command("go", "build", "-o", dir+"/", "../../cmd/peapod-pause", "../../cmd/peapod-monitor", "../../cmd/peapod-enter", "./testdata/sysprobe")
+	if out, err := exec.Command("bash", "../../scripts/build.sh", dir).CombinedOutput(); err != nil {
+		return dir, fmt.Errorf("build the helper binaries: %v\n%s", err, out)
+	}
+	cmd := exec.Command("go", "build", "-o", dir+"/", "./testdata/sysprobe")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return dir, fmt.Errorf("build the helper binaries: %v\n%s", err, out)
+		return dir, fmt.Errorf("build sysprobe: %v\n%s", err, out)
 	}
 	return dir, nil
 }

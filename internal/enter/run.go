@@ -7,7 +7,7 @@
 // once (NewProcess: a plan, the seccomp profile compiled) and its init
 // process opened once (OpenTarget: a pidfd, its cgroups). For each command a
 // daemon thread that joined only the container's PID namespace forks
-// peapod-enter (package child; on cgroup v2 straight into the container's
+// peapod-enter (cmd/peapod-enter; on cgroup v2 straight into the container's
 // cgroup), which joins the cgroup v1 hierarchies and the other namespaces,
 // applies the process's rlimits, oom_score_adj, umask, working directory,
 // user and groups, capabilities, no-new-privileges and seccomp filter in
@@ -152,9 +152,9 @@ func run(ctx context.Context, r Request, p *plan.Plan, joinPID bool, cg *cgroups
 
 	pidfd := -1
 	attr := &os.ProcAttr{
-		// A short-lived helper: no GC, one P, no cgroup-aware GOMAXPROCS
-		// (which reads cgroup files at start).
-		Env:   []string{"GOMAXPROCS=1", "GOGC=off", "GODEBUG=containermaxprocs=0,updatemaxprocs=0"},
+		// The command's environment is in the plan; nil would pass the
+		// daemon's.
+		Env:   []string{},
 		Files: []*os.File{devNull, outW, errW, planR, statusW, pidf},
 		// Its own session: the daemon's terminal and signals stay its own.
 		// The pidfd lets the daemon wait for it in the poller rather than

@@ -120,9 +120,7 @@ func startRealManager(t *testing.T, ctx context.Context) (*Manager, *fakeStore, 
 		}
 	}
 	bin := t.TempDir()
-	build := exec.Command("go", "build", "-o", bin+"/", "../../cmd/peapod-pause", "../../cmd/peapod-monitor", "../../cmd/peapod-enter")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
+	if out, err := exec.Command("bash", "../../scripts/build.sh", bin).CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
 	root := t.TempDir()

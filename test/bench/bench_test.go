@@ -84,10 +84,7 @@ func startDaemon(b *testing.B) *daemon {
 	tmp := b.TempDir()
 	d := &daemon{b: b, bin: filepath.Join(tmp, "bin"), root: filepath.Join(tmp, "root")}
 	d.kubeconfig = filepath.Join(d.root, "kubeconfig")
-	build := exec.Command("go", "build", "-o", d.bin+"/", "./cmd/...")
-	build.Dir = "../.."
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
+	if out, err := exec.Command("bash", "../../scripts/build.sh", d.bin).CombinedOutput(); err != nil {
 		b.Fatalf("build: %v\n%s", err, out)
 	}
 	tar := filepath.Join(tmp, "busybox.tar")

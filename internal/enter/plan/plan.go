@@ -1,17 +1,18 @@
 // Package plan is what the daemon tells peapod-enter to apply before it
 // execs a command in a container, and its encoding on the pipe between
-// them. It imports almost nothing: peapod-enter starts for every exec probe,
-// and every package linked into it costs start-up time.
+// them: one record, its length then its fields in the order of Plan, each
+// a varint (zigzag for signed numbers) or a length and its bytes. The
+// decoder is peapod-enter's read_plan (cmd/peapod-enter/enter.c).
 package plan
 
 import (
 	"encoding/binary"
-	"errors"
+	"fmt"
 	"io"
 	"math"
 )
 
-// Plan is applied by peapod-enter in runc's order (see package child).
+// Plan is applied by peapod-enter in runc's order.
 type Plan struct {
 	Args []string
 	Env  []string
@@ -64,8 +65,8 @@ const (
 // KeepOOMScoreAdj in Plan.OOMScoreAdj keeps the inherited score.
 const KeepOOMScoreAdj = math.MinInt64
 
-// maxPlan bounds what Decode reads.
-const maxPlan = 16 << 20
+// MaxPlan bounds an encoded plan (MAX_PLAN in peapod-enter).
+const MaxPlan = 16 << 20
 
 // Encode writes p as one length-prefixed record.
 func (p *Plan) Encode(w io.Writer) error {
@@ -94,59 +95,15 @@ func (p *Plan) Encode(w io.Writer) error {
 	e.uint(p.Namespaces)
 	e.uint(p.SeccompFlags)
 	e.string(string(p.SeccompFilter))
+	if len(e.b) > MaxPlan {
+		return fmt.Errorf("exec plan of %d bytes is larger than peapod-enter reads (%d)", len(e.b), MaxPlan)
+	}
 	var n [binary.MaxVarintLen64]byte
 	if _, err := w.Write(n[:binary.PutUvarint(n[:], uint64(len(e.b)))]); err != nil {
 		return err
 	}
 	_, err := w.Write(e.b)
 	return err
-}
-
-// Decode reads a plan written by Encode.
-func Decode(r io.Reader) (*Plan, error) {
-	br := &byteReader{r: r}
-	n, err := binary.ReadUvarint(br)
-	if err != nil {
-		return nil, err
-	}
-	if n > maxPlan {
-		return nil, errors.New("plan too large")
-	}
-	b := make([]byte, n)
-	if _, err := io.ReadFull(r, b); err != nil {
-		return nil, err
-	}
-	d := decoder{b: b}
-	p := &Plan{}
-	p.Args = d.strings()
-	p.Env = d.strings()
-	p.Cwd = d.string()
-	p.UID = uint32(d.uint())
-	p.GID = uint32(d.uint())
-	p.Groups = d.uints()
-	p.Umask = d.int()
-	for _, set := range []*[]uint32{&p.Caps.Bounding, &p.Caps.Effective, &p.Caps.Permitted, &p.Caps.Inheritable, &p.Caps.Ambient} {
-		*set = d.uints()
-	}
-	p.LastCap = uint32(d.uint())
-	p.NoNewPrivileges = d.bool()
-	p.Rlimits = make([]Rlimit, d.count())
-	for i := range p.Rlimits {
-		p.Rlimits[i] = Rlimit{Type: uint32(d.uint()), Soft: d.uint(), Hard: d.uint()}
-	}
-	p.OOMScoreAdj = d.int()
-	p.SessionKeyring = d.string()
-	p.CgroupsV1 = d.strings()
-	p.Namespaces = d.uint()
-	p.SeccompFlags = d.uint()
-	p.SeccompFilter = []byte(d.string())
-	if d.err == nil && len(d.b) != 0 {
-		d.err = errors.New("trailing bytes")
-	}
-	if d.err != nil {
-		return nil, errors.New("malformed plan: " + d.err.Error())
-	}
-	return p, nil
 }
 
 type encoder struct{ b []byte }
@@ -175,87 +132,4 @@ func (e *encoder) uints(s []uint32) {
 	for _, v := range s {
 		e.uint(uint64(v))
 	}
-}
-
-type decoder struct {
-	b   []byte
-	err error
-}
-
-func (d *decoder) uint() uint64 {
-	if d.err != nil {
-		return 0
-	}
-	v, n := binary.Uvarint(d.b)
-	if n <= 0 {
-		d.err = errors.New("bad number")
-		return 0
-	}
-	d.b = d.b[n:]
-	return v
-}
-
-func (d *decoder) int() int64 {
-	if d.err != nil {
-		return 0
-	}
-	v, n := binary.Varint(d.b)
-	if n <= 0 {
-		d.err = errors.New("bad number")
-		return 0
-	}
-	d.b = d.b[n:]
-	return v
-}
-
-// count reads a length that must fit in what is left.
-func (d *decoder) count() int {
-	n := d.uint()
-	if n > uint64(len(d.b)) {
-		if d.err == nil {
-			d.err = errors.New("bad length")
-		}
-		return 0
-	}
-	return int(n)
-}
-
-func (d *decoder) string() string {
-	n := d.count()
-	if d.err != nil {
-		return ""
-	}
-	s := string(d.b[:n])
-	d.b = d.b[n:]
-	return s
-}
-
-func (d *decoder) bool() bool { return d.uint() != 0 }
-
-func (d *decoder) strings() []string {
-	n := d.count()
-	var out []string
-	for i := 0; i < n && d.err == nil; i++ {
-		out = append(out, d.string())
-	}
-	return out
-}
-
-func (d *decoder) uints() []uint32 {
-	n := d.count()
-	var out []uint32
-	for i := 0; i < n && d.err == nil; i++ {
-		out = append(out, uint32(d.uint()))
-	}
-	return out
-}
-
-// byteReader reads the length prefix one byte at a time, so that nothing
-// past it is consumed.
-type byteReader struct{ r io.Reader }
-
-func (b *byteReader) ReadByte() (byte, error) {
-	var c [1]byte
-	_, err := io.ReadFull(b.r, c[:])
-	return c[0], err
 }
