@@ -1,14 +1,18 @@
-// peapod-enter: the process that the daemon forks in a container's PID
-// namespace (and, on cgroup v2, its cgroup), and that joins the container's
-// other namespaces, takes on its process's confinement and execs the
-// command. See internal/enter for the daemon's side and internal/enter/plan
-// for the plan it reads.
+// peapod-enter: the daemon's fork server for commands run in containers.
+// The daemon starts it once; for each request (a plan and descriptors, see
+// internal/enter/plan) it forks a child into the container's PID namespace,
+// and that child joins the container's cgroups and other namespaces, takes
+// on its process's confinement and execs the command. The server reports
+// each child's PID and pidfd once it has exec'd, then its wait status.
 //
-// It is C, run from an ELF constructor before the Go runtime starts (as
-// runc's nsexec is), because it starts for every exec probe: a Go runtime
-// would cost more than everything else it does (docs/decisions.md).
+// Why a server in C, run from an ELF constructor before the Go runtime
+// would start (as runc's nsexec is): exec probes start a process every
+// period in every pod. A vfork of this small process costs a fraction of a
+// fork of the daemon (whose descriptor table is copied, then closed again
+// at exec) and of starting any program, let alone a Go runtime
+// (docs/decisions.md).
 //
-// The order follows runc's setns init, so that a seccomp profile that runc
+// The child follows runc's setns init, so that a seccomp profile that runc
 // accepts is accepted here too. Error texts are Go's and runc's, so that
 // ExecSync fails the same way through either path.
 
@@ -19,23 +23,54 @@
 #include <linux/capability.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
+#include <poll.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
-// Descriptors, as in package plan.
-enum { PLAN_FD = 3, STATUS_FD = 4, PID_FD = 5 };
-
-// Bounds on what is read, as in package plan.
-#define MAX_PLAN (16 << 20)
+// The wire format, as in package plan (native byte order).
+#define SERVER_FD 3 // the daemon's end of a SOCK_SEQPACKET pair
+#define MAX_PLAN (128 << 10)
+#define MAX_FDS 64
 #define KEEP_OOM_SCORE_ADJ INT64_MIN
+
+enum { REQ_JOIN_PID = 1 };
+
+// A request is a header, then the encoded plan, with descriptors: stdin,
+// stdout, stderr, status, the container's pidfd, then the file to write
+// the child's PID to for each of its cgroups (cgroup.procs or tasks).
+struct request {
+	uint64_t id;
+	uint32_t flags;
+	uint32_t cgroups;
+};
+
+enum { REPLY_STARTED = 1, REPLY_EXITED = 2 };
+
+// A reply: STARTED (id, pid or errno; the child's pidfd attached) once per
+// request, EXITED (pid, wait status) once per child, always after its
+// STARTED.
+struct reply {
+	uint32_t kind;
+	int32_t err;
+	uint64_t id;
+	int32_t pid;
+	int32_t status;
+};
+
+enum { FD_STDIN, FD_STDOUT, FD_STDERR, FD_STATUS, FD_PIDFD, FD_FIXED };
 
 #define KEYCTL_JOIN_SESSION_KEYRING 1
 
@@ -73,14 +108,17 @@ struct plan {
 	size_t n_rlimits;
 	int64_t oom_score_adj;
 	struct str keyring;
-	struct strs cgroups_v1;
+	struct strs cgroups;
 	uint64_t namespaces;
 	uint64_t seccomp_flags;
 	struct str seccomp_filter;
 };
 
-// fail reports why on the status descriptor (or, run by hand, stderr) and
-// exits 126, as the daemon expects.
+// status_fd is where a child reports why it could not exec.
+static int status_fd = -1;
+
+// fail reports why on the status descriptor (or, in the server, stderr) and
+// exits 126, as the daemon expects of a child.
 __attribute__((noreturn, format(printf, 1, 2))) static void fail(const char *fmt, ...)
 {
 	char msg[4096];
@@ -92,7 +130,7 @@ __attribute__((noreturn, format(printf, 1, 2))) static void fail(const char *fmt
 		n = 0;
 	if ((size_t)n >= sizeof(msg))
 		n = sizeof(msg) - 1;
-	if (write(STATUS_FD, msg, n) < 0) {
+	if (status_fd < 0 || write(status_fd, msg, n) < 0) {
 		msg[n] = '\n';
 		(void)!write(STDERR_FILENO, msg, n + 1);
 	}
@@ -140,6 +178,33 @@ static const char *quote(const char *s, size_t len)
 	buf[o++] = '"';
 	buf[o] = 0;
 	return buf;
+}
+
+// --- memory -------------------------------------------------------------
+
+// The child shares the server's memory until it execs (CLONE_VM and
+// CLONE_VFORK: no page tables copied or torn down). It allocates only from
+// this arena, which the server resets for every request, never from malloc,
+// so that a child killed half-way leaves the server's heap intact.
+#define ARENA_SIZE (4 << 20)
+static struct {
+	char *base;
+	size_t used;
+} arena;
+
+// alloc_raw leaves the memory as it was; alloc zeroes it.
+static void *alloc_raw(size_t n)
+{
+	size_t off = (arena.used + 15) & ~(size_t)15;
+	if (off > ARENA_SIZE || n > ARENA_SIZE - off)
+		fail("out of memory");
+	arena.used = off + n;
+	return arena.base + off;
+}
+
+static void *alloc(size_t n)
+{
+	return memset(alloc_raw(n), 0, n);
 }
 
 // --- the plan ---------------------------------------------------------
@@ -197,9 +262,7 @@ static struct str dec_str(struct decoder *d)
 	size_t n = dec_count(d);
 	if (d->err)
 		return s;
-	s.s = malloc(n + 1);
-	if (!s.s)
-		fail("read exec plan: out of memory");
+	s.s = alloc(n + 1);
 	memcpy(s.s, d->b, n);
 	s.s[n] = 0;
 	s.len = n;
@@ -212,9 +275,7 @@ static struct strs dec_strs(struct decoder *d)
 {
 	struct strs v = {0};
 	size_t n = dec_count(d);
-	v.v = calloc(n + 1, sizeof(*v.v));
-	if (!v.v)
-		fail("read exec plan: out of memory");
+	v.v = alloc((n + 1) * sizeof(*v.v));
 	for (; v.n < n && !d->err; v.n++)
 		v.v[v.n] = dec_str(d);
 	return v;
@@ -224,65 +285,15 @@ static struct u32s dec_u32s(struct decoder *d)
 {
 	struct u32s v = {0};
 	size_t n = dec_count(d);
-	v.v = calloc(n + 1, sizeof(*v.v));
-	if (!v.v)
-		fail("read exec plan: out of memory");
+	v.v = alloc((n + 1) * sizeof(*v.v));
 	for (; v.n < n && !d->err; v.n++)
 		v.v[v.n] = (uint32_t)dec_uint(d);
 	return v;
 }
 
-static int read_full(int fd, void *buf, size_t n)
+// decode_plan decodes the plan that plan.Plan.Append wrote.
+static void decode_plan(struct plan *p, const unsigned char *b, size_t n)
 {
-	char *p = buf;
-	while (n > 0) {
-		ssize_t r = read(fd, p, n);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0)
-			return -1;
-		if (r == 0) {
-			errno = 0; // EOF
-			return -1;
-		}
-		p += r;
-		n -= r;
-	}
-	return 0;
-}
-
-static void read_failed(void)
-{
-	if (errno == 0)
-		fail("read exec plan: unexpected EOF");
-	fail("read exec plan: %s", errstr(errno));
-}
-
-// read_plan reads the length-prefixed record that plan.Encode wrote.
-static void read_plan(struct plan *p)
-{
-	uint64_t n = 0;
-	unsigned s = 0;
-	for (int i = 0;; i++) {
-		unsigned char c;
-		if (read_full(PLAN_FD, &c, 1) < 0)
-			read_failed();
-		if (i == 9 && c > 1)
-			fail("read exec plan: varint overflows a 64-bit integer");
-		n |= (uint64_t)(c & 0x7f) << s;
-		if (c < 0x80)
-			break;
-		s += 7;
-	}
-	if (n > MAX_PLAN)
-		fail("read exec plan: plan too large");
-	unsigned char *b = malloc(n ? n : 1);
-	if (!b)
-		fail("read exec plan: out of memory");
-	if (read_full(PLAN_FD, b, n) < 0)
-		read_failed();
-	close(PLAN_FD);
-
 	struct decoder d = {.b = b, .left = n};
 	p->args = dec_strs(&d);
 	p->env = dec_strs(&d);
@@ -299,9 +310,7 @@ static void read_plan(struct plan *p)
 	p->last_cap = (uint32_t)dec_uint(&d);
 	p->no_new_privs = dec_uint(&d) != 0;
 	p->n_rlimits = dec_count(&d);
-	p->rlimits = calloc(p->n_rlimits + 1, sizeof(*p->rlimits));
-	if (!p->rlimits)
-		fail("read exec plan: out of memory");
+	p->rlimits = alloc((p->n_rlimits + 1) * sizeof(*p->rlimits));
 	for (size_t i = 0; i < p->n_rlimits && !d.err; i++) {
 		p->rlimits[i].type = (uint32_t)dec_uint(&d);
 		p->rlimits[i].soft = dec_uint(&d);
@@ -309,14 +318,14 @@ static void read_plan(struct plan *p)
 	}
 	p->oom_score_adj = dec_int(&d);
 	p->keyring = dec_str(&d);
-	p->cgroups_v1 = dec_strs(&d);
+	p->cgroups = dec_strs(&d);
 	p->namespaces = dec_uint(&d);
 	p->seccomp_flags = dec_uint(&d);
 	p->seccomp_filter = dec_str(&d);
 	if (!d.err && d.left != 0)
 		d.err = "trailing bytes";
 	if (d.err)
-		fail("read exec plan: malformed plan: %s", d.err);
+		fail("malformed exec plan: %s", d.err);
 }
 
 // --- confinement ------------------------------------------------------
@@ -367,20 +376,39 @@ static void fix_stdio(uint32_t uid)
 	}
 }
 
+// read_passwd reads the container's /etc/passwd (as much as the arena
+// holds); NULL when it cannot.
+static char *read_passwd(void)
+{
+	if (arena.used + 4096 > ARENA_SIZE)
+		return NULL;
+	int fd = open("/etc/passwd", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return NULL;
+	size_t room = ARENA_SIZE - arena.used - 32, n = 0;
+	char *b = alloc_raw(room);
+	ssize_t r;
+	while (n < room - 1 && ((r = read(fd, b + n, room - 1 - n)) > 0 || (r < 0 && errno == EINTR)))
+		if (r > 0)
+			n += r;
+	close(fd);
+	b[n] = 0;
+	arena.used -= room - (n + 1); // give back what was not read
+	return b;
+}
+
 // user_home looks uid up in the container's /etc/passwd.
 static char *user_home(uint32_t uid)
 {
-	FILE *f = fopen("/etc/passwd", "re");
-	if (!f)
-		return "/";
+	char *line = read_passwd(), *home = "/";
+	if (!line)
+		return home;
 	char want[16];
 	snprintf(want, sizeof(want), "%u", uid);
-	char *line = NULL, *home = "/";
-	size_t cap = 0;
-	ssize_t n;
-	while ((n = getline(&line, &cap, f)) >= 0) {
-		if (n > 0 && line[n - 1] == '\n')
-			line[n - 1] = 0;
+	for (char *next; line; line = next) {
+		next = strchr(line, '\n');
+		if (next)
+			*next++ = 0;
 		// name:password:uid:gid:gecos:home:shell
 		char *field[6];
 		int nf = 0;
@@ -393,14 +421,10 @@ static char *user_home(uint32_t uid)
 			*s++ = 0;
 		}
 		if (nf == 6 && strcmp(field[2], want) == 0 && field[5][0]) {
-			home = strdup(field[5]);
-			if (!home)
-				fail("out of memory");
+			home = field[5];
 			break;
 		}
 	}
-	free(line);
-	fclose(f);
 	return home;
 }
 
@@ -409,10 +433,8 @@ static char *user_home(uint32_t uid)
 static char **prepare_env(const struct plan *p)
 {
 	const struct strs *env = &p->env;
-	char **out = calloc(env->n + 2, sizeof(char *));
-	int *keep = calloc(env->n + 1, sizeof(int));
-	if (!out || !keep)
-		fail("out of memory");
+	char **out = alloc((env->n + 2) * sizeof(char *));
+	int *keep = alloc((env->n + 1) * sizeof(int));
 	int home = 0;
 	for (size_t i = env->n; i-- > 0;) {
 		const struct str *kv = &env->v[i];
@@ -444,9 +466,7 @@ static char **prepare_env(const struct plan *p)
 			out[n++] = env->v[i].s;
 	if (!home) {
 		const char *h = user_home(p->uid);
-		char *kv = malloc(strlen(h) + 6);
-		if (!kv)
-			fail("out of memory");
+		char *kv = alloc(strlen(h) + 6);
 		strcpy(kv, "HOME=");
 		strcat(kv, h);
 		out[n++] = kv;
@@ -477,8 +497,9 @@ static int executable(const char *path)
 	else if (uid == st.st_uid)
 		bits = S_IXUSR;
 	else {
-		gid_t groups[NGROUPS_MAX];
-		int n = getgroups(NGROUPS_MAX, groups);
+		int n = getgroups(0, NULL);
+		gid_t *groups = alloc((n > 0 ? n : 1) * sizeof(gid_t));
+		n = getgroups(n, groups);
 		int in = getegid() == st.st_gid;
 		for (int i = 0; i < n && !in; i++)
 			in = groups[i] == st.st_gid;
@@ -508,9 +529,7 @@ static const char *look_path(const struct str *file, char **env)
 	for (const char *dir = path; *path;) {
 		const char *end = strchrnul(dir, ':');
 		size_t dlen = end - dir;
-		char *p = malloc(dlen + file->len + 3);
-		if (!p)
-			fail("out of memory");
+		char *p = alloc(dlen + file->len + 3);
 		if (dlen == 0)
 			strcpy(p, ".");
 		else
@@ -522,7 +541,6 @@ static const char *look_path(const struct str *file, char **env)
 				fail("exec: %s: cannot run executable found relative to current directory", quote(file->s, file->len));
 			return p;
 		}
-		free(p);
 		if (!*end)
 			break;
 		dir = end + 1;
@@ -534,9 +552,7 @@ static const char *look_path(const struct str *file, char **env)
 // wrappers would signal every thread, and there is only this one.
 static void set_user(const struct plan *p)
 {
-	gid_t *groups = calloc(p->groups.n + 1, sizeof(gid_t));
-	if (!groups)
-		fail("out of memory");
+	gid_t *groups = alloc((p->groups.n + 1) * sizeof(gid_t));
 	for (size_t i = 0; i < p->groups.n; i++)
 		groups[i] = p->groups.v[i];
 	if (syscall(SYS_setgroups, p->groups.n, groups) < 0)
@@ -610,34 +626,36 @@ static char **finalize(const struct plan *p)
 	return env;
 }
 
-// enter applies the plan read from fd 3 and execs the command; when it
-// cannot, it writes why on fd 4 and exits 126.
-__attribute__((constructor)) static void enter(void)
+// child applies the request's plan and execs the command; when it cannot,
+// it writes why on the status descriptor and exits 126.
+__attribute__((noreturn)) static void child(const unsigned char *msg, size_t len, const struct request *req, const int *fds, const sigset_t *mask)
 {
-	// Run from a memfd, the process would be named after its descriptor.
-	(void)prctl(PR_SET_NAME, "peapod-enter", 0, 0, 0);
-	// Until execve no process of the container may open our /proc entries
-	// (our executable, our descriptors) or ptrace us.
-	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
-		fail("prctl(PR_SET_DUMPABLE): %s", errstr(errno));
-	(void)fcntl(STATUS_FD, F_SETFD, FD_CLOEXEC);
-	(void)fcntl(PID_FD, F_SETFD, FD_CLOEXEC);
+	// The server's descriptors are close-on-exec; the signal mask is not
+	// reset by execve.
+	sigprocmask(SIG_SETMASK, mask, NULL);
+	status_fd = fds[FD_STATUS];
+	for (int fd = 0; fd <= 2; fd++)
+		if (dup2(fds[FD_STDIN + fd], fd) < 0)
+			fail("set up stdio: %s", errstr(errno));
+	// Its own session: the daemon's terminal and signals stay its own.
+	setsid();
 
 	struct plan p;
 	memset(&p, 0, sizeof(p));
-	read_plan(&p);
+	decode_plan(&p, msg, len);
 	if (p.args.n == 0)
 		fail("no command");
+	const int *cgroups = fds + FD_FIXED;
+	if (p.cgroups.n != req->cgroups)
+		fail("malformed exec plan: %zu cgroup paths for %u descriptors", p.cgroups.n, req->cgroups);
 
-	// Host paths first. cgroup v1 moves single threads; there is only one.
-	char tid[16];
-	snprintf(tid, sizeof(tid), "%ld", (long)syscall(SYS_gettid));
-	for (size_t i = 0; i < p.cgroups_v1.n; i++) {
-		char what[PATH_MAX + 32], path[PATH_MAX + 8];
-		snprintf(what, sizeof(what), "join cgroup %s", p.cgroups_v1.v[i].s);
-		snprintf(path, sizeof(path), "%s/tasks", p.cgroups_v1.v[i].s);
-		write_file(path, tid, what);
-	}
+	// Host side first: the cgroups, by writing our PID (which is also our
+	// only thread's ID) to each cgroup.procs (v2) or tasks (v1) file.
+	char pid[16];
+	int n = snprintf(pid, sizeof(pid), "%ld", (long)syscall(SYS_gettid));
+	for (size_t i = 0; i < req->cgroups; i++)
+		if (write(cgroups[i], pid, n) < 0)
+			fail("join cgroup %s: %s", p.cgroups.v[i].s, errstr(errno));
 	if (p.oom_score_adj != KEEP_OOM_SCORE_ADJ) {
 		char v[24];
 		snprintf(v, sizeof(v), "%lld", (long long)p.oom_score_adj);
@@ -646,9 +664,8 @@ __attribute__((constructor)) static void enter(void)
 	// Entering a mount namespace needs a file system context of our own.
 	if (unshare(CLONE_FS) < 0)
 		fail("unshare(CLONE_FS): %s", errstr(errno));
-	if (setns(PID_FD, (int)p.namespaces) < 0)
+	if (setns(fds[FD_PIDFD], (int)p.namespaces) < 0)
 		fail("join the container's namespaces: %s", errstr(errno));
-	close(PID_FD);
 	// Not the daemon's keyring; kernels without keyrings are tolerated, as
 	// runc does.
 	if (p.keyring.len > 0 && syscall(SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, p.keyring.s) < 0 && errno != ENOSYS)
@@ -669,9 +686,7 @@ __attribute__((constructor)) static void enter(void)
 		load_seccomp(&p);
 	char **env = finalize(&p);
 	const char *name = look_path(&p.args.v[0], env);
-	char **argv = calloc(p.args.n + 1, sizeof(char *));
-	if (!argv)
-		fail("out of memory");
+	char **argv = alloc((p.args.n + 1) * sizeof(char *));
 	for (size_t i = 0; i < p.args.n; i++) {
 		if (memchr(p.args.v[i].s, 0, p.args.v[i].len))
 			fail("exec %s: %s", name, errstr(EINVAL));
@@ -682,4 +697,193 @@ __attribute__((constructor)) static void enter(void)
 		load_seccomp(&p);
 	execve(name, argv, env);
 	fail("exec %s: %s", name, errstr(errno));
+}
+
+// --- the server -------------------------------------------------------
+
+__attribute__((noreturn, format(printf, 1, 2))) static void die(const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	dprintf(STDERR_FILENO, "peapod-enter: %s\n", msg);
+	_exit(1);
+}
+
+static void send_reply(const struct reply *r, int fd)
+{
+	struct iovec iov = {.iov_base = (void *)r, .iov_len = sizeof(*r)};
+	union {
+		struct cmsghdr h;
+		char buf[CMSG_SPACE(sizeof(int))];
+	} c;
+	struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1};
+	if (fd >= 0) {
+		memset(&c, 0, sizeof(c));
+		m.msg_control = c.buf;
+		m.msg_controllen = sizeof(c.buf);
+		struct cmsghdr *h = CMSG_FIRSTHDR(&m);
+		h->cmsg_level = SOL_SOCKET;
+		h->cmsg_type = SCM_RIGHTS;
+		h->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(h), &fd, sizeof(int));
+	}
+	while (sendmsg(SERVER_FD, &m, MSG_NOSIGNAL) < 0) {
+		if (errno == EINTR)
+			continue;
+		// The daemon is gone: so is the reason to run.
+		_exit(0);
+	}
+}
+
+// The child's stack: it runs on its own while the server waits.
+#define CHILD_STACK (256 << 10)
+
+struct child_args {
+	unsigned char *msg;
+	size_t len;
+	const struct request *req;
+	const int *fds;
+	const sigset_t *mask;
+};
+
+static int child_main(void *arg)
+{
+	struct child_args *a = arg;
+	child(a->msg, a->len, a->req, a->fds, a->mask);
+}
+
+// start forks the child for one request; it returns the child's PID, or
+// -errno. The server waits until the child has exec'd or exited.
+static long start(unsigned char *buf, size_t len, int *fds, int nfds, int own_pidns, const sigset_t *mask, char *stack, int *pidfd)
+{
+	struct request req;
+	if (len < sizeof(req))
+		return -EBADMSG;
+	memcpy(&req, buf, sizeof(req));
+	if (nfds != FD_FIXED + (int)req.cgroups)
+		return -EBADMSG;
+	// setns(CLONE_NEWPID) places our next child, not us.
+	int join_pid = (req.flags & REQ_JOIN_PID) != 0;
+	if (join_pid && setns(fds[FD_PIDFD], CLONE_NEWPID) < 0)
+		return -errno;
+	arena.used = 0;
+	struct child_args a = {.msg = buf + sizeof(req), .len = len - sizeof(req), .req = &req, .fds = fds, .mask = mask};
+	long pid = clone(child_main, stack + CHILD_STACK, CLONE_VM | CLONE_VFORK | CLONE_PIDFD | SIGCHLD, &a, pidfd);
+	int err = errno;
+	if (join_pid && setns(own_pidns, CLONE_NEWPID) < 0)
+		die("return to the daemon's PID namespace: %s", errstr(errno));
+	return pid < 0 ? -err : pid;
+}
+
+// serve answers one request; it returns 0 when the daemon has gone.
+static int serve(unsigned char *buf, int own_pidns, const sigset_t *mask, char *stack)
+{
+	union {
+		struct cmsghdr h;
+		char buf[CMSG_SPACE(MAX_FDS * sizeof(int))];
+	} c;
+	struct iovec iov = {.iov_base = buf, .iov_len = sizeof(struct request) + MAX_PLAN};
+	struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = c.buf, .msg_controllen = sizeof(c.buf)};
+	ssize_t n = recvmsg(SERVER_FD, &m, MSG_CMSG_CLOEXEC);
+	if (n < 0 && (errno == EINTR || errno == EAGAIN))
+		return 1;
+	if (n < 0)
+		die("read request: %s", errstr(errno));
+	if (n == 0)
+		return 0;
+	int fds[MAX_FDS], nfds = 0;
+	for (struct cmsghdr *h = CMSG_FIRSTHDR(&m); h; h = CMSG_NXTHDR(&m, h)) {
+		if (h->cmsg_level != SOL_SOCKET || h->cmsg_type != SCM_RIGHTS)
+			continue;
+		int k = (h->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (int i = 0; i < k && nfds < MAX_FDS; i++)
+			memcpy(&fds[nfds++], CMSG_DATA(h) + i * sizeof(int), sizeof(int));
+	}
+	struct reply r = {.kind = REPLY_STARTED};
+	if (n >= (ssize_t)sizeof(struct request))
+		memcpy(&r.id, buf, sizeof(r.id));
+	int pidfd = -1;
+	long pid = -EBADMSG;
+	if (!(m.msg_flags & (MSG_TRUNC | MSG_CTRUNC)))
+		pid = start(buf, n, fds, nfds, own_pidns, mask, stack, &pidfd);
+	for (int i = 0; i < nfds; i++)
+		close(fds[i]);
+	if (pid < 0)
+		r.err = -pid;
+	else
+		r.pid = pid;
+	send_reply(&r, pidfd);
+	if (pidfd >= 0)
+		close(pidfd);
+	return 1;
+}
+
+// reap reports every child that has exited.
+static void reap(void)
+{
+	int st;
+	pid_t pid;
+	while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
+		struct reply r = {.kind = REPLY_EXITED, .pid = pid, .status = st};
+		send_reply(&r, -1);
+	}
+}
+
+// main_server runs before main would: it serves until the daemon closes its
+// end, and the Go runtime never starts.
+__attribute__((constructor)) static void main_server(void)
+{
+	// Run from a memfd, the process would be named after its descriptor.
+	(void)prctl(PR_SET_NAME, "peapod-enter", 0, 0, 0);
+	// No process of a container may open our /proc entries (our
+	// executable, our descriptors) or ptrace us or our children before
+	// they exec.
+	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+		die("prctl(PR_SET_DUMPABLE): %s", errstr(errno));
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
+		die("prctl(PR_SET_PDEATHSIG): %s", errstr(errno));
+	int type;
+	socklen_t tl = sizeof(type);
+	if (getsockopt(SERVER_FD, SOL_SOCKET, SO_TYPE, &type, &tl) < 0 || type != SOCK_SEQPACKET)
+		die("fd %d is not the daemon's SOCK_SEQPACKET socket: it runs peapod-enter itself", SERVER_FD);
+	if (fcntl(SERVER_FD, F_SETFD, FD_CLOEXEC) < 0)
+		die("fcntl: %s", errstr(errno));
+	int own_pidns = open("/proc/self/ns/pid", O_RDONLY | O_CLOEXEC);
+	if (own_pidns < 0)
+		die("open /proc/self/ns/pid: %s", errstr(errno));
+	sigset_t chld, mask;
+	sigemptyset(&chld);
+	sigaddset(&chld, SIGCHLD);
+	if (sigprocmask(SIG_BLOCK, &chld, &mask) < 0)
+		die("sigprocmask: %s", errstr(errno));
+	int sfd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
+	if (sfd < 0)
+		die("signalfd: %s", errstr(errno));
+	unsigned char *buf = malloc(sizeof(struct request) + MAX_PLAN);
+	// Below the child's stack, a guard page: it shares our memory.
+	char *stack = mmap(NULL, 4096 + CHILD_STACK, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+	if (stack != MAP_FAILED && mprotect(stack, 4096, PROT_NONE) == 0)
+		stack += 4096;
+	arena.base = mmap(NULL, ARENA_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (!buf || stack == MAP_FAILED || arena.base == MAP_FAILED)
+		die("out of memory");
+	for (;;) {
+		struct pollfd pfd[2] = {{.fd = SERVER_FD, .events = POLLIN}, {.fd = sfd, .events = POLLIN}};
+		if (poll(pfd, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			die("poll: %s", errstr(errno));
+		}
+		if (pfd[1].revents) {
+			struct signalfd_siginfo si[16];
+			while (read(sfd, si, sizeof(si)) > 0)
+				;
+			reap();
+		}
+		if (pfd[0].revents && !serve(buf, own_pidns, &mask, stack))
+			_exit(0);
+	}
 }

@@ -5,14 +5,15 @@
 // bundle parsed, the seccomp profile compiled); a probe every second in 50
 // pods would need more than a core. Here a container's process is prepared
 // once (NewProcess: a plan, the seccomp profile compiled) and its init
-// process opened once (OpenTarget: a pidfd, its cgroups). For each command a
-// daemon thread that joined only the container's PID namespace forks
-// peapod-enter (cmd/peapod-enter; on cgroup v2 straight into the container's
-// cgroup), which joins the cgroup v1 hierarchies and the other namespaces,
-// applies the process's rlimits, oom_score_adj, umask, working directory,
-// user and groups, capabilities, no-new-privileges and seccomp filter in
-// runc's order, and execs the command. What this cannot reproduce exactly
-// is refused with ErrUnsupported, and the caller uses runc exec.
+// process opened once (OpenTarget: a pidfd, its cgroup files). Commands are
+// started by peapod-enter (cmd/peapod-enter), a small fork server in C that
+// the daemon starts once: for each command it forks a child into the
+// container's PID namespace, which joins the container's cgroups and other
+// namespaces, applies the process's rlimits, oom_score_adj, umask, working
+// directory, user and groups, capabilities, no-new-privileges and seccomp
+// filter in runc's order, and execs the command. What this cannot
+// reproduce exactly is refused with ErrUnsupported, and the caller uses
+// runc exec.
 package enter
 
 import (
@@ -28,9 +29,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
-	"unsafe"
 
 	"github.com/moby/sys/mountinfo"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -50,15 +49,18 @@ const waitDelay = 2 * time.Second
 
 // Target is a running container's init process, opened once for all the
 // commands run in it: a pidfd (which never reaches another process, however
-// PIDs are reused) and the process's cgroups.
+// PIDs are reused) and its cgroups, opened for joining.
 type Target struct {
 	pidf *os.File
-	cg   *cgroups
+	// cgroups are the files that join the process's cgroups, and join
+	// them open for writing.
+	cgroups []string
+	join    []*os.File
 }
 
 // OpenTarget opens the container's init process pid, after checking that it
 // is in the container's cgroup cgroupsPath (runc's cgroupsPath form).
-func OpenTarget(pid int, cgroupsPath string) (*Target, error) {
+func OpenTarget(pid int, cgroupsPath string) (_ *Target, retErr error) {
 	pidfd, err := unix.PidfdOpen(pid, 0)
 	if err != nil {
 		if errors.Is(err, unix.ENOSYS) {
@@ -67,14 +69,24 @@ func OpenTarget(pid int, cgroupsPath string) (*Target, error) {
 		return nil, fmt.Errorf("open container process %d: %w", pid, err)
 	}
 	t := &Target{pidf: os.NewFile(uintptr(pidfd), "pidfd")}
-	if t.cg, err = containerCgroups(pid, cgroupsPath); err != nil {
-		t.Close()
+	defer func() {
+		if retErr != nil {
+			t.Close()
+		}
+	}()
+	if t.cgroups, err = containerCgroups(pid, cgroupsPath); err != nil {
 		return nil, err
+	}
+	for _, file := range t.cgroups {
+		f, err := os.OpenFile(file, os.O_WRONLY, 0)
+		if err != nil {
+			return nil, fmt.Errorf("open cgroup: %w", err)
+		}
+		t.join = append(t.join, f)
 	}
 	// The process was alive after its cgroups were read through its PID, so
 	// that PID was not reused by then: the pidfd is the container's process.
 	if err := t.alive(); err != nil {
-		t.Close()
 		return nil, err
 	}
 	return t, nil
@@ -87,8 +99,13 @@ func (t *Target) alive() error {
 	return nil
 }
 
-// Close releases the pidfd.
-func (t *Target) Close() error { return t.pidf.Close() }
+// Close releases the pidfd and the cgroups.
+func (t *Target) Close() error {
+	for _, f := range t.join {
+		f.Close()
+	}
+	return t.pidf.Close()
+}
 
 // Request is one command to run in a running container.
 type Request struct {
@@ -111,11 +128,27 @@ func Run(ctx context.Context, r Request) (int, error) {
 	}
 	p := r.Process.plan
 	p.Args = r.Args
-	p.CgroupsV1 = r.Target.cg.v1
-	return run(ctx, r, &p, r.Process.joinPID, r.Target.cg, r.Target.pidf)
+	p.Cgroups = r.Target.cgroups
+	req := plan.Request{Cgroups: uint32(len(r.Target.join))}
+	if r.Process.joinPID {
+		req.Flags |= plan.FlagJoinPID
+	}
+	fds := []int{plan.FDPidfd: int(r.Target.pidf.Fd())}
+	for _, f := range r.Target.join {
+		fds = append(fds, int(f.Fd()))
+	}
+	code, err := run(ctx, r, req, &p, fds)
+	runtime.KeepAlive(r.Target)
+	return code, err
 }
 
-func run(ctx context.Context, r Request, p *plan.Plan, joinPID bool, cg *cgroups, pidf *os.File) (int, error) {
+// run has peapod-enter fork the child for req with the descriptors fds,
+// whose first FDFixed are filled in here, and waits for it.
+func run(ctx context.Context, r Request, req plan.Request, p *plan.Plan, fds []int) (int, error) {
+	srv, err := r.Helper.server()
+	if err != nil {
+		return -1, err
+	}
 	var closers []*os.File
 	defer func() {
 		for _, f := range closers {
@@ -128,14 +161,6 @@ func run(ctx context.Context, r Request, p *plan.Plan, joinPID bool, cg *cgroups
 		}
 		return rd, wr, err
 	}
-	planR, planW, err := pipe()
-	if err != nil {
-		return -1, fmt.Errorf("plan pipe: %w", err)
-	}
-	statusR, statusW, err := pipe()
-	if err != nil {
-		return -1, fmt.Errorf("status pipe: %w", err)
-	}
 	outR, outW, err := pipe()
 	if err != nil {
 		return -1, fmt.Errorf("stdout pipe: %w", err)
@@ -144,42 +169,30 @@ func run(ctx context.Context, r Request, p *plan.Plan, joinPID bool, cg *cgroups
 	if err != nil {
 		return -1, fmt.Errorf("stderr pipe: %w", err)
 	}
-	devNull, err := os.Open(os.DevNull)
-	if err != nil {
-		return -1, err
+	// The status pipe is read once the child is reaped: its message, if
+	// any, is in the pipe by then, and nobody else holds the write end.
+	var status [2]int
+	if err := unix.Pipe2(status[:], unix.O_CLOEXEC|unix.O_NONBLOCK); err != nil {
+		return -1, fmt.Errorf("status pipe: %w", err)
 	}
-	closers = append(closers, devNull)
+	statusR, statusW := os.NewFile(uintptr(status[0]), "status"), os.NewFile(uintptr(status[1]), "status")
+	closers = append(closers, statusR, statusW)
+	fds[plan.FDStdin] = int(r.Helper.devNull.Fd())
+	fds[plan.FDStdout] = int(outW.Fd())
+	fds[plan.FDStderr] = int(errW.Fd())
+	fds[plan.FDStatus] = status[1]
 
-	pidfd := -1
-	attr := &os.ProcAttr{
-		// The command's environment is in the plan; nil would pass the
-		// daemon's.
-		Env:   []string{},
-		Files: []*os.File{devNull, outW, errW, planR, statusW, pidf},
-		// Its own session: the daemon's terminal and signals stay its own.
-		// The pidfd lets the daemon wait for it in the poller rather than
-		// in a thread blocked in wait.
-		Sys: &syscall.SysProcAttr{Setsid: true, PidFD: &pidfd},
-	}
-	proc, err := start(r.Helper.path(), attr, cg, pidf, joinPID)
-	if err != nil {
-		return -1, err
-	}
-	defer proc.Release()
-	// Non-blocking before os.NewFile, so that the file is in the poller.
-	if err := unix.SetNonblock(pidfd, true); err != nil {
-		unix.Close(pidfd)
-		_ = proc.Kill()
-		_, _ = proc.Wait()
-		return -1, fmt.Errorf("pidfd of peapod-enter: %w", err)
-	}
-	child := os.NewFile(uintptr(pidfd), "pidfd:peapod-enter")
-	defer child.Close()
-	for _, f := range []*os.File{planR, statusW, outW, errW} {
+	c, st := srv.start(ctx, req, p, fds)
+	for _, f := range []*os.File{outW, errW, statusW} {
 		f.Close()
 	}
-	werr := p.Encode(planW)
-	planW.Close()
+	if st.err != nil {
+		if errors.Is(st.err, plan.ErrTooLarge) {
+			return -1, fmt.Errorf("%w: %w", st.err, ErrUnsupported)
+		}
+		return -1, fmt.Errorf("start command through peapod-enter: %w", st.err)
+	}
+	defer st.pidfd.Close()
 
 	var copies sync.WaitGroup
 	for _, c := range []struct {
@@ -192,13 +205,25 @@ func run(ctx context.Context, r Request, p *plan.Plan, joinPID bool, cg *cgroups
 			_, _ = io.Copy(c.dst, c.src)
 		}()
 	}
-	// The status pipe closes on exec (close-on-exec) or carries the reason
-	// peapod-enter could not exec.
-	msg, _ := io.ReadAll(io.LimitReader(statusR, 64<<10))
-	status, killed, err := wait(ctx, child)
-	if err != nil {
-		return -1, fmt.Errorf("wait for peapod-enter: %w", err)
+	kill := func() { _ = unix.PidfdSendSignal(int(st.pidfd.Fd()), unix.SIGKILL, nil, 0) }
+	var exit exitResult
+	killed := false
+	select {
+	case exit = <-c.exited:
+	case <-ctx.Done():
+		// A pidfd never reaches a reused PID.
+		kill()
+		killed = true
+		exit = <-c.exited
 	}
+	if exit.err != nil {
+		// Nobody can reap it now: it must not run on unseen.
+		kill()
+		return -1, fmt.Errorf("wait for the command: %w", exit.err)
+	}
+	msg := make([]byte, 4096)
+	n, _ := unix.Read(status[0], msg)
+	msg = msg[:max(n, 0)]
 	// Output is drained until EOF, or for waitDelay when a process the
 	// command left behind still holds the pipes (as with runc exec).
 	drained := make(chan struct{})
@@ -215,143 +240,17 @@ func run(ctx context.Context, r Request, p *plan.Plan, joinPID bool, cg *cgroups
 		return -1, fmt.Errorf("exec in container: %w", ctx.Err())
 	case len(msg) > 0:
 		return -1, fmt.Errorf("exec failed: %s", bytes.TrimSpace(msg))
-	case werr != nil:
-		return -1, fmt.Errorf("send exec plan: %w", werr)
-	case status.Signaled():
-		return 128 + int(status.Signal()), nil
+	case exit.status.Signaled():
+		return 128 + int(exit.status.Signal()), nil
 	default:
-		return status.ExitStatus(), nil
+		return exit.status.ExitStatus(), nil
 	}
 }
-
-// wait reaps the child through its pidfd, waiting for its exit in the
-// runtime's poller rather than in a thread blocked in waitid; when ctx ends
-// first the child is killed (a pidfd never reaches a reused PID) and killed
-// is true.
-func wait(ctx context.Context, child *os.File) (ws syscall.WaitStatus, killed bool, err error) {
-	rc, err := child.SyscallConn()
-	if err != nil {
-		return 0, false, err
-	}
-	stop := context.AfterFunc(ctx, func() {
-		_ = unix.PidfdSendSignal(int(child.Fd()), unix.SIGKILL, nil, 0)
-	})
-	var info unix.Siginfo
-	var werr error
-	err = rc.Read(func(fd uintptr) bool {
-		info = unix.Siginfo{}
-		werr = unix.Waitid(unix.P_PIDFD, int(fd), &info, unix.WEXITED|unix.WNOHANG, nil)
-		// Without an exit yet, no PID is filled in: wait for readability.
-		return werr != nil || sigchld(&info).pid != 0
-	})
-	killed = !stop()
-	if err == nil {
-		err = werr
-	}
-	if err != nil {
-		return 0, killed, err
-	}
-	c := sigchld(&info)
-	switch info.Code {
-	case cldExited:
-		return syscall.WaitStatus(c.status << 8), killed, nil
-	case cldKilled, cldDumped:
-		return syscall.WaitStatus(c.status), killed, nil
-	default:
-		return 0, killed, fmt.Errorf("unexpected child state %d", info.Code)
-	}
-}
-
-// si_code values of SIGCHLD.
-const (
-	cldExited = 1
-	cldKilled = 2
-	cldDumped = 3
-)
-
-// sigchldFields is the SIGCHLD part of siginfo_t after its three leading
-// ints (and padding): si_pid, si_uid, si_status.
-type sigchldFields struct {
-	pid    int32
-	uid    uint32
-	status int32
-}
-
-// sigchldOffset: the union follows three ints, aligned for a pointer.
-const sigchldOffset = (12 + unsafe.Sizeof(uintptr(0)) - 1) &^ (unsafe.Sizeof(uintptr(0)) - 1)
-
-func sigchld(info *unix.Siginfo) *sigchldFields {
-	return (*sigchldFields)(unsafe.Add(unsafe.Pointer(info), sigchldOffset))
-}
-
-// start forks peapod-enter into the container's PID namespace and, on
-// cgroup v2, its cgroup (CLONE_INTO_CGROUP). setns(CLONE_NEWPID) changes the
-// namespace of the calling thread's future children only, so one thread is
-// locked for it while it forks. Daemon threads never join a container's
-// cgroups: the container's processes are killed by the cgroup's list.
-func start(path string, attr *os.ProcAttr, cg *cgroups, pidf *os.File, joinPID bool) (*os.Process, error) {
-	if cg.v2 != "" {
-		dir, err := os.Open(cg.v2)
-		if err != nil {
-			return nil, fmt.Errorf("open cgroup %s: %w", cg.v2, err)
-		}
-		defer dir.Close()
-		attr.Sys.UseCgroupFD = true
-		attr.Sys.CgroupFD = int(dir.Fd())
-	}
-	argv := []string{"peapod-enter"}
-	if !joinPID {
-		p, err := os.StartProcess(path, argv, attr)
-		if err != nil {
-			return nil, fmt.Errorf("start peapod-enter: %w", err)
-		}
-		return p, nil
-	}
-	ownNS, err := ownPIDNamespace()
-	if err != nil {
-		return nil, err
-	}
-	type started struct {
-		p   *os.Process
-		err error
-	}
-	res := make(chan started, 1)
-	go func() {
-		runtime.LockOSThread()
-		if err := unix.Setns(int(pidf.Fd()), unix.CLONE_NEWPID); err != nil {
-			runtime.UnlockOSThread()
-			res <- started{err: fmt.Errorf("join PID namespace of the container: %w", err)}
-			return
-		}
-		p, err := os.StartProcess(path, argv, attr)
-		// The thread goes back to the daemon's namespace and to the
-		// runtime's pool; if it cannot, it stays locked and the runtime
-		// ends it with this goroutine.
-		if unix.Setns(ownNS, unix.CLONE_NEWPID) == nil {
-			runtime.UnlockOSThread()
-		}
-		if err != nil {
-			err = fmt.Errorf("start peapod-enter: %w", err)
-		}
-		res <- started{p, err}
-	}()
-	r := <-res
-	return r.p, r.err
-}
-
-// ownPIDNamespace is a descriptor of the daemon's PID namespace, opened once.
-var ownPIDNamespace = sync.OnceValues(func() (int, error) {
-	fd, err := unix.Open("/proc/self/ns/pid", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return -1, fmt.Errorf("open the daemon's PID namespace: %w", err)
-	}
-	return fd, nil
-})
 
 // Process is a container's process turned into a plan once, for every
 // command run in the container (a probe execs every period).
 type Process struct {
-	plan    plan.Plan // without Args and CgroupsV1
+	plan    plan.Plan // without Args and Cgroups
 	joinPID bool      // the daemon forks into the container's PID namespace
 }
 
@@ -440,7 +339,10 @@ func NewProcess(id string, s *specs.Spec) (*Process, error) {
 		case specs.CgroupNamespace:
 			pl.Namespaces |= unix.CLONE_NEWCGROUP
 		case specs.TimeNamespace:
-			pl.Namespaces |= unix.CLONE_NEWTIME
+			// setns(CLONE_NEWTIME) needs a process that shares its
+			// memory with none, and peapod-enter's children share the
+			// server's until they exec.
+			return nil, fmt.Errorf("time namespace: %w", ErrUnsupported)
 		default:
 			return nil, fmt.Errorf("%s namespace: %w", ns.Type, ErrUnsupported)
 		}
@@ -480,16 +382,11 @@ var rlimitTypes = map[string]int{
 	"RLIMIT_STACK": unix.RLIMIT_STACK,
 }
 
-// cgroups are the host directories of a process's cgroups: one per cgroup
-// v1 hierarchy, and the cgroup v2 one ("" when v2 is not mounted).
-type cgroups struct {
-	v1 []string
-	v2 string
-}
-
 // containerCgroups reads the cgroups of process pid (/proc/PID/cgroup),
-// after checking that the process is in cgroupsPath.
-func containerCgroups(pid int, cgroupsPath string) (*cgroups, error) {
+// after checking that the process is in cgroupsPath, and returns the files
+// that join them: cgroup.procs of the cgroup v2 one first, then tasks of
+// each cgroup v1 one.
+func containerCgroups(pid int, cgroupsPath string) ([]string, error) {
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
 	if err != nil {
 		return nil, fmt.Errorf("read cgroups of container process %d: %w", pid, err)
@@ -498,7 +395,7 @@ func containerCgroups(pid int, cgroupsPath string) (*cgroups, error) {
 	if err != nil {
 		return nil, err
 	}
-	cg := &cgroups{}
+	var v2, v1 []string
 	in := false
 	for _, line := range strings.Split(string(data), "\n") {
 		// hierarchy-ID:controllers:path
@@ -522,15 +419,15 @@ func containerCgroups(pid int, cgroupsPath string) (*cgroups, error) {
 		}
 		dir := filepath.Join(m.dir, rel)
 		if parts[0] == "0" && parts[1] == "" {
-			cg.v2 = dir
+			v2 = append(v2, filepath.Join(dir, "cgroup.procs"))
 		} else {
-			cg.v1 = append(cg.v1, dir)
+			v1 = append(v1, filepath.Join(dir, "tasks"))
 		}
 	}
 	if !in {
 		return nil, fmt.Errorf("process %d is not in the container's cgroup %s (the container has exited)", pid, cgroupsPath)
 	}
-	return cg, nil
+	return append(v2, v1...), nil
 }
 
 type cgroupMount struct{ dir, root string }

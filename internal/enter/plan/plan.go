@@ -1,14 +1,19 @@
-// Package plan is what the daemon tells peapod-enter to apply before it
-// execs a command in a container, and its encoding on the pipe between
-// them: one record, its length then its fields in the order of Plan, each
-// a varint (zigzag for signed numbers) or a length and its bytes. The
-// decoder is peapod-enter's read_plan (cmd/peapod-enter/enter.c).
+// Package plan is what the daemon tells peapod-enter, its fork server, to
+// apply before it execs a command in a container, and the messages between
+// them on a SOCK_SEQPACKET socket (cmd/peapod-enter/enter.c is the other
+// side).
+//
+// A request is a Request header (native byte order), then the plan's
+// fields in the order of Plan, each a varint (zigzag for signed numbers) or
+// a length and its bytes; its descriptors are those listed at FDStdin.
+// peapod-enter answers each request with a Started reply, then each child
+// with an Exited reply.
 package plan
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
-	"io"
 	"math"
 )
 
@@ -31,9 +36,10 @@ type Plan struct {
 	OOMScoreAdj     int64 // KeepOOMScoreAdj: keep the inherited score
 	// SessionKeyring is the session keyring to join (runc's "_ses.<id>").
 	SessionKeyring string
-	// CgroupsV1 are the container's cgroup v1 directories (host paths),
-	// which peapod-enter's exec thread joins first.
-	CgroupsV1 []string
+	// Cgroups are the files (host paths) to which the child writes its
+	// PID first: cgroup.procs in the cgroup v2 directory, tasks in each
+	// cgroup v1 one. Their descriptors come with the request.
+	Cgroups []string
 	// Namespaces are the CLONE_NEW* flags to join, other than PID (joined
 	// by the daemon before forking), through the pidfd on fd PidFD.
 	Namespaces uint64
@@ -55,22 +61,67 @@ type Rlimit struct {
 	Soft, Hard uint64
 }
 
-// Descriptors peapod-enter inherits.
+// ServerFD is the descriptor on which peapod-enter finds its socket.
+const ServerFD = 3
+
+// The descriptors of a request, in order; then one per Plan.Cgroups, open
+// for writing.
 const (
-	PlanFD   = 3 // the encoded plan, then EOF
-	StatusFD = 4 // why peapod-enter failed; closed by a successful exec
-	PidFD    = 5 // pidfd of the container's init process
+	FDStdin = iota
+	FDStdout
+	FDStderr
+	FDStatus // why the child could not exec; closed by a successful exec
+	FDPidfd  // the container's init process
+	FDFixed  // how many come before the cgroups
 )
+
+// FlagJoinPID in Request.Flags forks into the container's PID namespace.
+const FlagJoinPID = 1 << 0
+
+// Request is the header of a request.
+type Request struct {
+	ID      uint64
+	Flags   uint32
+	Cgroups uint32 // how many cgroup descriptors follow
+}
+
+// RequestSize is the size of the Request header.
+const RequestSize = 16
+
+// Reply kinds.
+const (
+	Started = 1 // Errno, or PID with the child's pidfd attached
+	Exited  = 2 // PID and its wait status
+)
+
+// Reply is one message from peapod-enter.
+type Reply struct {
+	Kind   uint32
+	Errno  int32
+	ID     uint64
+	PID    int32
+	Status int32
+}
+
+// ReplySize is the size of a Reply.
+const ReplySize = 24
 
 // KeepOOMScoreAdj in Plan.OOMScoreAdj keeps the inherited score.
 const KeepOOMScoreAdj = math.MinInt64
 
-// MaxPlan bounds an encoded plan (MAX_PLAN in peapod-enter).
-const MaxPlan = 16 << 20
+// MaxPlan bounds an encoded plan (MAX_PLAN in peapod-enter): a request is
+// one socket message.
+const MaxPlan = 128 << 10
 
-// Encode writes p as one length-prefixed record.
-func (p *Plan) Encode(w io.Writer) error {
-	var e encoder
+// ErrTooLarge is returned for a plan larger than MaxPlan.
+var ErrTooLarge = errors.New("exec plan larger than peapod-enter reads")
+
+// AppendRequest appends the request for p to b.
+func AppendRequest(b []byte, r Request, p *Plan) ([]byte, error) {
+	b = binary.NativeEndian.AppendUint64(b, r.ID)
+	b = binary.NativeEndian.AppendUint32(b, r.Flags)
+	b = binary.NativeEndian.AppendUint32(b, r.Cgroups)
+	e := encoder{b: b}
 	e.strings(p.Args)
 	e.strings(p.Env)
 	e.string(p.Cwd)
@@ -91,19 +142,28 @@ func (p *Plan) Encode(w io.Writer) error {
 	}
 	e.int(p.OOMScoreAdj)
 	e.string(p.SessionKeyring)
-	e.strings(p.CgroupsV1)
+	e.strings(p.Cgroups)
 	e.uint(p.Namespaces)
 	e.uint(p.SeccompFlags)
 	e.string(string(p.SeccompFilter))
-	if len(e.b) > MaxPlan {
-		return fmt.Errorf("exec plan of %d bytes is larger than peapod-enter reads (%d)", len(e.b), MaxPlan)
+	if n := len(e.b) - len(b); n > MaxPlan {
+		return b, fmt.Errorf("%w: %d bytes, at most %d", ErrTooLarge, n, MaxPlan)
 	}
-	var n [binary.MaxVarintLen64]byte
-	if _, err := w.Write(n[:binary.PutUvarint(n[:], uint64(len(e.b)))]); err != nil {
-		return err
+	return e.b, nil
+}
+
+// ParseReply decodes a reply.
+func ParseReply(b []byte) (Reply, error) {
+	if len(b) != ReplySize {
+		return Reply{}, fmt.Errorf("reply of %d bytes, want %d", len(b), ReplySize)
 	}
-	_, err := w.Write(e.b)
-	return err
+	return Reply{
+		Kind:   binary.NativeEndian.Uint32(b[0:]),
+		Errno:  int32(binary.NativeEndian.Uint32(b[4:])),
+		ID:     binary.NativeEndian.Uint64(b[8:]),
+		PID:    int32(binary.NativeEndian.Uint32(b[16:])),
+		Status: int32(binary.NativeEndian.Uint32(b[20:])),
+	}, nil
 }
 
 type encoder struct{ b []byte }
