@@ -3,6 +3,8 @@ package criruntime_test
 import (
 	"context"
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"syscall"
 	"testing"
 
@@ -86,7 +88,7 @@ func TestPauseKilled(t *testing.T) {
 	if err := json.Unmarshal([]byte(st.Info["info"]), &info); err != nil || info.Pid <= 0 {
 		t.Fatalf("verbose sandbox status: %v %v", st.Info, err)
 	}
-	if err := syscall.Kill(info.Pid, syscall.SIGKILL); err != nil {
+	if err := syscall.Kill(info.Pid, syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	for ev := range ch {
@@ -96,5 +98,10 @@ func TestPauseKilled(t *testing.T) {
 			}
 			break
 		}
+	}
+	// What pause wrote is kept to say why it ended.
+	out, err := os.ReadFile(filepath.Join(e.dirs.Root, "sandboxes", sb, "pause.log"))
+	if err != nil || string(out) != "Shutting down, got signal: Terminated\n" {
+		t.Errorf("pause's output: %q, %v", out, err)
 	}
 }

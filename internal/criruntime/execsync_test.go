@@ -12,15 +12,20 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
-// describeSelf prints what confines a process: credentials, capabilities,
-// no-new-privileges and seccomp, cgroups, namespaces, working directory,
-// environment, umask, limits, OOM score, session keyring, hostname.
-const describeSelf = `grep -E '^(Uid|Gid|Groups|Cap|NoNewPrivs|Seccomp)' /proc/self/status
+// describeSelf returns a script that prints what confines a process of
+// container id: credentials, capabilities, no-new-privileges and seccomp,
+// cgroups, namespaces, working directory, environment, umask, limits, OOM
+// score, the container's session keyring, hostname. Only that keyring is
+// listed: a privileged container sees every container's in /proc/keys, and
+// those come and go with whatever else runs on the host.
+func describeSelf(id string) string {
+	return `grep -E '^(Uid|Gid|Groups|Cap|NoNewPrivs|Seccomp)' /proc/self/status
 cat /proc/self/cgroup
 for n in cgroup ipc mnt net pid uts; do readlink /proc/self/ns/$n; done
 pwd; env | sort; umask; ulimit -a; cat /proc/self/oom_score_adj
-grep _ses /proc/keys | sed 's/ .* _ses/ _ses/'
+grep -E '_ses(\.` + id + `)?: ' /proc/keys | sed 's/ .* _/ _/'
 hostname`
+}
 
 // A process run through peapod-enter is confined exactly like one run by
 // runc exec, for root and non-root users, dropped and added capabilities,
@@ -56,8 +61,8 @@ func TestExecLeanMatchesRunc(t *testing.T) {
 		"priv":  e.runContainer(sb, sbc, priv),
 		"hostp": e.runContainer(hsb, hostPID, hostp),
 	}
-	cmd := []string{"sh", "-c", describeSelf}
 	for name, id := range ids {
+		cmd := []string{"sh", "-c", describeSelf(id)}
 		lean, stderr, code, err := e.svc.ExecLean(ctx, id, cmd)
 		if err != nil || code != 0 {
 			t.Errorf("%s: lean exec: exit %d, %v, stderr %q", name, code, err, stderr)
@@ -70,6 +75,10 @@ func TestExecLeanMatchesRunc(t *testing.T) {
 		}
 		if lean != runc.String() {
 			t.Errorf("%s: lean exec differs from runc exec:\n%s", name, lineDiff(runc.String(), lean))
+		}
+		// /proc/keys is masked but in the privileged container.
+		if name == "priv" && !strings.Contains(lean, " _ses."+id+": ") {
+			t.Errorf("priv: the container's session keyring is not listed:\n%s", lean)
 		}
 	}
 
@@ -149,7 +158,7 @@ func TestExecLeanSeccompMatchesRunc(t *testing.T) {
 		"restricted": e.runContainer(sb, sbc, restricted),
 	}
 	for name, id := range ids {
-		for _, cmd := range [][]string{{"/probe/sysprobe"}, {"sh", "-c", describeSelf}} {
+		for _, cmd := range [][]string{{"/probe/sysprobe"}, {"sh", "-c", describeSelf(id)}} {
 			lean, stderr, code, err := e.svc.ExecLean(ctx, id, cmd)
 			if err != nil || code != 0 {
 				t.Errorf("%s: lean exec %q: exit %d, %v, stderr %q", name, cmd, code, err, stderr)

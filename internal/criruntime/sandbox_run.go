@@ -182,6 +182,13 @@ func (s *Service) runPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandb
 		return "", fmt.Errorf("open %s: %w", os.DevNull, err)
 	}
 	defer devnull.Close()
+	// pause writes only when it warns, ends or crashes: kept, that says why
+	// a sandbox stopped being ready.
+	pauseLog, err := os.OpenFile(filepath.Join(dir, pauseLogName), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return "", fmt.Errorf("create pause log: %w", err)
+	}
+	defer pauseLog.Close()
 	pidFile := filepath.Join(dir, "pause.pid")
 	defer func() {
 		if retErr != nil {
@@ -195,7 +202,7 @@ func (s *Service) runPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandb
 	// pause starts at once, beside the CNI setup: it only holds the
 	// namespaces, whatever their state (one runc call instead of two).
 	runcStart := s.clock.Now()
-	if err := s.cfg.Runc.Run(ctx, id, dir, oci.CreateOpts{PidFile: pidFile, Stdin: devnull, Stdout: devnull, Stderr: devnull}); err != nil {
+	if err := s.cfg.Runc.Run(ctx, id, dir, oci.CreateOpts{PidFile: pidFile, Stdin: devnull, Stdout: pauseLog, Stderr: pauseLog}); err != nil {
 		return "", fmt.Errorf("run pause container: %w", err)
 	}
 	runcTime := s.clock.Since(runcStart)
