@@ -3,9 +3,9 @@ package criruntime
 import (
 	"bytes"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
+	"syscall"
 )
 
 // preparePauseRootfs makes DIR/pause/rootfs: a root filesystem that holds
@@ -29,24 +29,39 @@ func (s *Service) preparePauseRootfs() error {
 	if have, err := os.ReadFile(dst); err == nil && bytes.Equal(have, want) {
 		return nil
 	}
-	tmp, err := os.CreateTemp(root, ".pause-*")
+	tmp, err := writeExecutable(root, want)
 	if err != nil {
 		return fmt.Errorf("prepare pause rootfs: %w", err)
 	}
-	defer os.Remove(tmp.Name())
-	if _, err := io.Copy(tmp, bytes.NewReader(want)); err != nil {
-		tmp.Close()
-		return fmt.Errorf("prepare pause rootfs: copy pause binary: %w", err)
-	}
-	if err := tmp.Chmod(0o755); err != nil {
-		tmp.Close()
-		return fmt.Errorf("prepare pause rootfs: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("prepare pause rootfs: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), dst); err != nil {
+	defer os.Remove(tmp)
+	if err := os.Rename(tmp, dst); err != nil {
 		return fmt.Errorf("prepare pause rootfs: install /pause: %w", err)
 	}
 	return nil
+}
+
+// writeExecutable writes data to a new executable file in dir and returns its
+// name. No process is forked while the file is open for writing: a child
+// forked meanwhile would hold the descriptor until its own exec, and an exec
+// of the file then fails with ETXTBSY (golang/go#22315) — for pause, after
+// runc has already reported the sandbox started.
+func writeExecutable(dir string, data []byte) (string, error) {
+	syscall.ForkLock.RLock()
+	defer syscall.ForkLock.RUnlock()
+	f, err := os.CreateTemp(dir, ".pause-*")
+	if err != nil {
+		return "", err
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Chmod(0o755)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return "", fmt.Errorf("write %s: %w", f.Name(), err)
+	}
+	return f.Name(), nil
 }
