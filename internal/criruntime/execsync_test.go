@@ -23,7 +23,7 @@ func describeSelf(id string) string {
 cat /proc/self/cgroup
 for n in cgroup ipc mnt net pid uts; do readlink /proc/self/ns/$n; done
 pwd; env | sort; umask; ulimit -a; cat /proc/self/oom_score_adj
-grep -E '_ses(\.` + id + `)?: ' /proc/keys | sed 's/ .* _/ _/'
+grep '_ses\.` + id + `: ' /proc/keys | sed 's/ .* _ses/ _ses/'
 hostname`
 }
 

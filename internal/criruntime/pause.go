@@ -65,3 +65,19 @@ func writeExecutable(dir string, data []byte) (string, error) {
 	}
 	return f.Name(), nil
 }
+
+// pauseLogName is the file in the sandbox directory that gets pause's stdout
+// and stderr.
+const pauseLogName = "pause.log"
+
+// pauseOutput returns the end of what pause wrote, for the log line that
+// reports its exit. pause writes at most a warning, its shutdown line or a
+// crash's trace, so the file is read whole.
+func (s *Service) pauseOutput(id string) string {
+	const keep = 2048
+	b, err := os.ReadFile(filepath.Join(s.sandboxDir(id), pauseLogName))
+	if err != nil {
+		return err.Error()
+	}
+	return string(b[max(0, len(b)-keep):])
+}

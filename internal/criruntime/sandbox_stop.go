@@ -4,9 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"os"
-	"path/filepath"
 	"sync"
 
 	"golang.org/x/sys/unix"
@@ -184,27 +181,4 @@ func (s *Service) watchPause(id string, pid int, startTime uint64) {
 			s.emit(id, id, runtimeapi.ContainerEventType_CONTAINER_STOPPED_EVENT)
 		}
 	}()
-}
-
-// pauseLogName is the file in the sandbox directory that gets pause's stdout
-// and stderr.
-const pauseLogName = "pause.log"
-
-// pauseOutput returns the end of what pause wrote, for the log line that
-// reports its exit.
-func (s *Service) pauseOutput(id string) string {
-	const max = 2048
-	f, err := os.Open(filepath.Join(s.sandboxDir(id), pauseLogName))
-	if err != nil {
-		return err.Error()
-	}
-	defer f.Close()
-	if st, err := f.Stat(); err == nil && st.Size() > max {
-		_, _ = f.Seek(-max, io.SeekEnd)
-	}
-	b, err := io.ReadAll(io.LimitReader(f, max))
-	if err != nil {
-		return err.Error()
-	}
-	return string(b)
 }
